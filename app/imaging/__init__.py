@@ -1,0 +1,4 @@
+"""Image handling shared by training and serving: decoding, preprocessing, overlays.
+
+Nothing here imports TensorFlow, so the API image stays light.
+"""

@@ -1,0 +1,102 @@
+"""The preprocessing chain: grayscale image -> model input.
+
+This is the ONE implementation that training, evaluation, the API and the Grad-CAM
+sidecar all call. Its parameters live in `PreprocessConfig`, which the training run
+writes into the model card and the services read back from it, so the chain cannot
+drift between training and production.
+
+Chain: decode -> grayscale -> resize -> median filter -> CLAHE -> float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from app.imaging.decode import DEFAULT_MAX_PIXELS, decode_image
+
+_INTERPOLATIONS = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+}
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Parameters of the chain; stored verbatim in the model card."""
+
+    input_size: int = 224
+    median_kernel: int = 3
+    clahe_clip_limit: float = 2.0
+    clahe_tile_grid: int = 8
+    interpolation: str = "area"
+    jpeg_reduced_decode: bool = True
+
+    def __post_init__(self) -> None:
+        if self.input_size < 16:
+            raise ValueError("input_size must be at least 16")
+        if self.median_kernel < 1 or self.median_kernel % 2 == 0:
+            raise ValueError("median_kernel must be a positive odd number")
+        if self.clahe_clip_limit <= 0:
+            raise ValueError("clahe_clip_limit must be positive")
+        if self.clahe_tile_grid < 1:
+            raise ValueError("clahe_tile_grid must be at least 1")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PreprocessConfig:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+class Preprocessor:
+    """Applies the chain with one config; holds the CLAHE object (not thread-safe).
+
+    Create one per thread (see `thread_local_preprocessor`) or per worker process.
+    """
+
+    def __init__(self, config: PreprocessConfig) -> None:
+        self.config = config
+        self._clahe = cv2.createCLAHE(
+            clipLimit=config.clahe_clip_limit,
+            tileGridSize=(config.clahe_tile_grid, config.clahe_tile_grid),
+        )
+
+    def resize(self, gray: np.ndarray) -> np.ndarray:
+        size = self.config.input_size
+        if gray.shape == (size, size):
+            return gray
+        return cv2.resize(gray, (size, size), interpolation=_INTERPOLATIONS[self.config.interpolation])
+
+    def enhance(self, resized: np.ndarray) -> np.ndarray:
+        """Median filter then CLAHE on a uint8 image at model size."""
+        filtered = cv2.medianBlur(resized, self.config.median_kernel) if self.config.median_kernel > 1 else resized
+        return self._clahe.apply(filtered)
+
+    @staticmethod
+    def to_float(enhanced: np.ndarray) -> np.ndarray:
+        return enhanced.astype(np.float32) * np.float32(1.0 / 255.0)
+
+    def from_gray(self, gray: np.ndarray) -> np.ndarray:
+        """uint8 grayscale of any size -> float32 (size, size) in [0, 1]."""
+        return self.to_float(self.enhance(self.resize(gray)))
+
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        reduce = self.config.input_size if self.config.jpeg_reduced_decode else None
+        return decode_image(data, max_pixels=max_pixels, reduce_to_min_side=reduce)
+
+    def from_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """Encoded image bytes -> float32 (size, size) model input."""
+        return self.from_gray(self.decode(data, max_pixels))
+
+
+def to_batch(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Stack (H, W) float images into the model's NHWC float32 batch."""
+    return np.ascontiguousarray(np.stack(images)[..., np.newaxis], dtype=np.float32)

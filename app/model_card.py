@@ -1,0 +1,62 @@
+"""The model card: the contract between a training run and the services.
+
+Training writes `model_card.json` next to the exported model; the API and the
+Grad-CAM sidecar read the preprocessing parameters, threshold, file names and hashes
+from it, so what runs in production is what was trained and validated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.imaging.preprocess import PreprocessConfig
+
+CARD_FILE = "model_card.json"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    version: str
+    threshold: float
+    preprocessing: PreprocessConfig
+    onnx_file: str
+    keras_file: str
+    onnx_sha256: str
+    gradcam_layer: str
+    input_name: str = "image"
+    output_name: str = "probability"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        return cls(
+            version=str(data["version"]),
+            threshold=float(data["threshold"]),
+            preprocessing=PreprocessConfig.from_dict(data["preprocessing"]),
+            onnx_file=data["files"]["onnx"],
+            keras_file=data["files"]["keras"],
+            onnx_sha256=data["onnx_sha256"],
+            gradcam_layer=data["gradcam_layer"],
+            input_name=data.get("input", {}).get("name", "image"),
+            output_name=data.get("output", {}).get("name", "probability"),
+            raw=data,
+        )
+
+
+def load_model_card(model_dir: Path | str) -> ModelCard:
+    path = Path(model_dir) / CARD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card at {path}")
+    return ModelCard.from_dict(json.loads(path.read_text()))
+
+
+def sha256_of(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

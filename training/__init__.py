@@ -1,0 +1,1 @@
+"""Training, evaluation and export of the chest X-ray CNN (TensorFlow/Keras -> ONNX)."""

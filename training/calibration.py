@@ -1,0 +1,47 @@
+"""Calibration and threshold choice, both fitted on the validation split only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fit_platt(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: int = 100) -> tuple[float, float]:
+    """Fit P = sigmoid(a * logit + b) by Newton's method on the log-loss.
+
+    The small L2 term keeps `a` finite when validation is perfectly separable.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    a, b = 1.0, 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        w = p * (1 - p)
+        grad = np.array([np.sum((p - y) * x) + l2 * (a - 1.0), np.sum(p - y)])
+        hess = np.array([
+            [np.sum(w * x * x) + l2, np.sum(w * x)],
+            [np.sum(w * x), np.sum(w) + 1e-9],
+        ])
+        step = np.linalg.solve(hess, grad)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(a), float(b)
+
+
+THRESHOLD_RULE = (
+    "the highest threshold at which sensitivity on the patient-level validation split "
+    "is still >= {min_sensitivity:.3f} (maximises specificity under a sensitivity floor)"
+)
+
+
+def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_sensitivity: float) -> float:
+    """Highest threshold keeping validation sensitivity >= `min_sensitivity`.
+
+    The threshold is the positive score at that rank, so every positive at or
+    above it is called PNEUMONIA (`label = probability >= threshold`).
+    """
+    positives = np.sort(np.asarray(probs)[np.asarray(labels) == 1])[::-1]
+    if positives.size == 0:
+        raise ValueError("validation has no positive cases")
+    needed = int(np.ceil(min_sensitivity * positives.size))
+    return float(positives[needed - 1])

@@ -1,0 +1,50 @@
+"""All options of a training run, in one validated dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from app.imaging.preprocess import PreprocessConfig
+from training.augment import AugmentConfig
+
+
+@dataclass
+class TrainConfig:
+    data: Path = Path("../shared/data/chest_xray_224")
+    split: str = "train"
+    out: Path = Path("runs/latest")
+    epochs: int = 22
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 2e-5
+    warmup_epochs: int = 1
+    weight_decay: float = 1e-4
+    early_stopping_patience: int = 6
+    val_fraction: float = 0.15
+    seed: int = 42
+    filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
+    dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
+    dense_units: int = 64
+    dense_dropout: float = 0.4
+    min_sensitivity: float = 0.975
+    limit: int | None = None  # use only this many images (smoke tests)
+    verbose: int = 1
+    preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be positive")
+        if len(self.filters) != len(self.dropout):
+            raise ValueError("filters and dropout need one entry per block")
+        if not 0.0 < self.min_sensitivity <= 1.0:
+            raise ValueError("min_sensitivity must be in (0, 1]")
+        if self.learning_rate <= 0 or self.min_learning_rate <= 0:
+            raise ValueError("learning rates must be positive")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["data"], data["out"] = str(self.data), str(self.out)
+        return data

@@ -1,0 +1,79 @@
+"""Loading films into memory and feeding Keras batches.
+
+Every film is decoded and resized once with the shared chain (`Preprocessor.decode`
+and `.resize`) and kept as uint8 at model size. Each training batch then applies
+augmentation, then the rest of the chain (median filter, CLAHE, [0, 1]), exactly as
+serving does after its own resize.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+
+from app.imaging.preprocess import PreprocessConfig, Preprocessor, to_batch
+from training.augment import AugmentConfig, augment
+from training.data import Sample
+
+
+def load_resized(samples: list[Sample], config: PreprocessConfig, workers: int = 2) -> np.ndarray:
+    """Decode + resize every film: uint8 array (N, size, size)."""
+    preprocessor = Preprocessor(config)
+
+    def load(sample: Sample) -> np.ndarray:
+        return preprocessor.resize(preprocessor.decode(sample.path.read_bytes()))
+
+    with ThreadPoolExecutor(workers) as pool:  # cv2 releases the GIL
+        images = list(pool.map(load, samples))
+    return np.stack(images) if images else np.zeros((0, config.input_size, config.input_size), np.uint8)
+
+
+def enhance_all(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Median + CLAHE + [0, 1] on every image, without augmentation: (N, s, s, 1)."""
+    preprocessor = Preprocessor(config)
+    return to_batch([preprocessor.to_float(preprocessor.enhance(img)) for img in resized])
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled, augmented training batches; a new random order every epoch."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        preprocess: PreprocessConfig,
+        augmentation: AugmentConfig,
+        seed: int,
+        sample_weights: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images, self.labels = images, labels.astype(np.float32)
+        self.sample_weights = sample_weights
+        self.batch_size = batch_size
+        self.preprocessor = Preprocessor(preprocess)
+        self.augmentation = augmentation
+        self.seed = seed
+        self.epoch = 0
+        self.order = np.random.default_rng(seed).permutation(len(images))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
+
+    def __getitem__(self, index: int):
+        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        batch = to_batch([
+            self.preprocessor.to_float(self.preprocessor.enhance(augment(self.images[i], self.augmentation, rng)))
+            for i in idx
+        ])
+        if self.sample_weights is None:
+            return batch, self.labels[idx]
+        return batch, self.labels[idx], self.sample_weights[idx]

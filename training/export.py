@@ -1,0 +1,172 @@
+"""Export a run to a deployable model folder.
+
+Writes into the destination:
+  model.onnx       tf2onnx conversion (input `image` NHWC float32, output `probability`)
+  model.keras      the same weights, for the Grad-CAM sidecar
+  model_card.json  the machine-readable card (the services read it)
+  MODEL_CARD.md    the same card for people
+  plots/           training curves, ROC, PR, confusion matrix, reliability diagram
+The ONNX model is checked against Keras on real validation films before anything is
+written; a mismatch over `PARITY_TOLERANCE` aborts the export.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from app.imaging.preprocess import PreprocessConfig
+from app.model_card import CARD_FILE, sha256_of
+from training.card import render_markdown
+from training.data import Sample
+from training.dataset import enhance_all, load_resized
+
+PARITY_TOLERANCE = 1e-4
+PARITY_IMAGES = 64
+ONNX_FILE, KERAS_FILE = "model.onnx", "model.keras"
+
+
+def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> None:
+    """tf2onnx conversion through a tf.function (the route that works with Keras 3)."""
+    import tensorflow as tf
+    import tf2onnx
+
+    if opset not in (17, 18):
+        raise ValueError("opset must be 17 or 18 (tf2onnx supports <= 18)")
+    spec = [tf.TensorSpec((None, input_size, input_size, 1), tf.float32, name="image")]
+
+    @tf.function(input_signature=spec)
+    def serve(image):
+        return {"probability": model(image, training=False)}
+
+    tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
+
+
+def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (output,) = session.run(["probability"], {"image": images.astype(np.float32)})
+    return output.reshape(-1)
+
+
+def parity_images(run_dir: Path, data_root: Path, config: PreprocessConfig, n: int) -> np.ndarray:
+    """The first `n` validation films of the run, through the shared chain."""
+    lines = (run_dir / "splits" / "val.txt").read_text().split("\n")
+    samples = [Sample(data_root / line.split("\t")[0], 0) for line in lines if line][:n]
+    return enhance_all(load_resized(samples, config), config)
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
+    """Convert, check parity, write the card and plots; return the card."""
+    import keras
+
+    from training.plots import plot_run
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    pre = PreprocessConfig.from_dict(run["config"]["preprocessing"])
+    model = keras.models.load_model(run_dir / KERAS_FILE)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_tmp = Path(tmp) / ONNX_FILE
+        convert_to_onnx(model, pre.input_size, onnx_tmp, opset)
+        images = parity_images(run_dir, Path(run["data"]["root"]) , pre, PARITY_IMAGES)
+        keras_probs = model.predict(images, batch_size=32, verbose=0).reshape(-1)
+        onnx_probs = onnx_probabilities(onnx_tmp, images)
+        max_diff = float(np.max(np.abs(keras_probs - onnx_probs)))
+        if max_diff > PARITY_TOLERANCE:
+            raise RuntimeError(f"ONNX/Keras parity failed: max |diff| {max_diff:.2e} > {PARITY_TOLERANCE}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_tmp, out_dir / ONNX_FILE)
+    shutil.copyfile(run_dir / KERAS_FILE, out_dir / KERAS_FILE)
+
+    onnx_sha = sha256_of(out_dir / ONNX_FILE)
+    card = build_card(run, pre, model, opset, onnx_sha, sha256_of(out_dir / KERAS_FILE),
+                      {"n_images": int(images.shape[0]), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE})
+    (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    plots = plot_run(run, run_dir, out_dir / "plots")
+    card["plots"] = [p.relative_to(out_dir).as_posix() for p in plots]
+    (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    (out_dir / "MODEL_CARD.md").write_text(render_markdown(card))
+    return card
+
+
+def build_card(run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: str, keras_sha: str, parity: dict) -> dict:
+    config = run["config"]
+    architecture = [
+        {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
+        for layer in model.layers
+    ]
+    return {
+        "name": "chest-xray-pneumonia-cnn",
+        "version": f"1.0.0+{onnx_sha[:12]}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": {"onnx": ONNX_FILE, "keras": KERAS_FILE},
+        "onnx_sha256": onnx_sha,
+        "keras_sha256": keras_sha,
+        "onnx_opset": opset,
+        "input": {"name": "image", "shape": [None, pre.input_size, pre.input_size, 1], "dtype": "float32",
+                  "range": [0.0, 1.0]},
+        "output": {"name": "probability", "meaning": "calibrated P(pneumonia)", "shape": [None, 1]},
+        "labels": {"0": "NORMAL", "1": "PNEUMONIA"},
+        "preprocessing": {
+            **pre.to_dict(),
+            "chain": ["decode", "grayscale", "resize", "median_filter", "clahe", "scale_to_unit_float"],
+        },
+        "threshold": run["threshold"],
+        "threshold_rule": run["threshold_rule"],
+        "calibration": run["calibration"],
+        "gradcam_layer": run["gradcam_layer"],
+        "parameters": run["parameters"],
+        "architecture": {
+            "summary": "7 blocks of Conv2D(3x3, ReLU) -> MaxPool2D(2) -> Dropout, global average pool, "
+                       "Dense(ReLU) -> Dropout -> Dense(1) logit -> sigmoid",
+            "filters": config["filters"], "dropout": config["dropout"],
+            "dense_units": config["dense_units"], "layers": architecture,
+        },
+        "hyperparameters": {k: config[k] for k in (
+            "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
+            "early_stopping_patience", "val_fraction", "seed", "min_sensitivity", "augmentation")},
+        "training": {k: run[k] for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},
+        "data": run["data"],
+        "validation_metrics": run["validation_metrics"],
+        "parity": parity,
+        "versions": versions(),
+        "intended_use": (
+            "Research and engineering demonstration of pneumonia-vs-normal triage on pediatric chest "
+            "X-rays, with a Grad-CAM explanation. Decision support for qualified readers at most."
+        ),
+        "limitations": [
+            "Not a medical device; not cleared for clinical use. Every output needs review by a qualified reader.",
+            "Trained on pediatric (age 1-5) AP chest films from one centre (Guangzhou Women and Children's "
+            "Medical Center); adult films, PA/lateral views, other scanners and other populations are out of "
+            "distribution.",
+            "Two classes only: it does not detect other findings, and bacterial vs viral is not distinguished.",
+            "Validation is a patient-level split of the official training split; acquisition differences "
+            "(contrast, exposure, sharpness, framing) between centres or periods can lower specificity, as "
+            "seen on the official test split of this data set.",
+            "Probabilities are calibrated on the validation split, whose pneumonia prevalence is about 74%; "
+            "at another prevalence the probability shifts.",
+        ],
+    }

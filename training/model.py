@@ -1,0 +1,55 @@
+"""The 7-block CNN: each block is Conv2D -> MaxPool2D -> Dropout; sigmoid output.
+
+The head ends in a linear `logit` Dense layer followed by a sigmoid, so that
+calibration (Platt scaling) can be folded into the logit layer's weights after
+training: the exported model then returns calibrated probabilities by itself.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+INPUT_NAME = "image"
+LOGIT_LAYER = "logit"
+
+
+def conv_layer_name(block: int) -> str:
+    return f"block{block}_conv"
+
+
+def build_model(
+    input_size: int,
+    filters: tuple[int, ...],
+    dropout: tuple[float, ...],
+    dense_units: int,
+    dense_dropout: float,
+    weight_decay: float,
+) -> keras.Model:
+    reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
+    inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
+    x = inputs
+    for block, (n_filters, rate) in enumerate(zip(filters, dropout, strict=True), start=1):
+        x = layers.Conv2D(
+            n_filters, 3, padding="same", activation="relu",
+            kernel_initializer="he_normal", kernel_regularizer=reg, name=conv_layer_name(block),
+        )(x)
+        x = layers.MaxPool2D(2, name=f"block{block}_pool")(x)
+        x = layers.Dropout(rate, name=f"block{block}_dropout")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="dense")(x)
+    x = layers.Dropout(dense_dropout, name="dense_dropout")(x)
+    logit = layers.Dense(1, name=LOGIT_LAYER)(x)
+    outputs = layers.Activation("sigmoid", dtype="float32", name="probability")(logit)
+    return keras.Model(inputs, outputs, name="chest_xray_cnn")
+
+
+def gradcam_layer_for(model: keras.Model, min_grid: int = 14) -> str:
+    """The deepest conv layer whose feature map is still at least `min_grid` wide."""
+    best = None
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D) and layer.output.shape[1] >= min_grid:
+            best = layer.name
+    if best is None:
+        raise ValueError(f"no conv layer has a {min_grid}x{min_grid} map")
+    return best
