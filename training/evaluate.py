@@ -1,0 +1,58 @@
+"""Evaluate an exported model on any Kaggle-layout split, through the serving chain.
+
+Uses exactly what the API uses: the card's preprocessing (from raw file bytes, so
+full-resolution films take the same decode path) and the ONNX model in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from app.imaging.preprocess import Preprocessor, to_batch
+from app.model_card import load_model_card
+from training import metrics
+from training.data import list_samples
+from training.plots import evaluation_plots
+
+
+def predict_files(model_dir: Path, paths: list[Path], batch_size: int = 32) -> np.ndarray:
+    """P(pneumonia) for each file, via the card's chain and onnxruntime."""
+    import onnxruntime as ort
+
+    card = load_model_card(model_dir)
+    session = ort.InferenceSession(str(Path(model_dir) / card.onnx_file), providers=["CPUExecutionProvider"])
+    preprocessor = Preprocessor(card.preprocessing)
+    probs = []
+    for start in range(0, len(paths), batch_size):
+        batch = to_batch([preprocessor.from_bytes(p.read_bytes()) for p in paths[start : start + batch_size]])
+        (out,) = session.run([card.output_name], {card.input_name: batch})
+        probs.append(out.reshape(-1))
+    return np.concatenate(probs) if probs else np.zeros(0, np.float32)
+
+
+def evaluate(
+    data: Path, split: str, model_dir: Path, out: Path | None = None,
+    threshold: float | None = None, n_boot: int = 1000,
+) -> dict:
+    model_dir = Path(model_dir)
+    card = load_model_card(model_dir)
+    samples = list_samples(Path(data) / split)
+    labels = np.array([s.label for s in samples])
+    probs = predict_files(model_dir, [s.path for s in samples])
+    threshold = card.threshold if threshold is None else threshold
+    report = {
+        "model_version": card.version,
+        "data": str(Path(data) / split),
+        **metrics.full_report(labels, probs, threshold, n_boot),
+    }
+    out = Path(out) if out else model_dir / "evaluation" / split
+    report["plots"] = [str(p) for p in evaluation_plots(labels, probs, threshold, out, split)]
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    with open(out / "predictions.csv", "w") as handle:
+        handle.write("path,label,probability\n")
+        for sample, prob in zip(samples, probs, strict=True):
+            handle.write(f"{sample.path.name},{sample.label},{prob:.6f}\n")
+    return report
