@@ -6,15 +6,22 @@ import numpy as np
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: int = 100) -> tuple[float, float]:
-    """Fit P = sigmoid(a * logit + b) by Newton's method on the log-loss.
+    """Fit P = sigmoid(a * logit + b) by damped Newton steps on the log-loss.
 
-    The small L2 term keeps `a` finite when validation is perfectly separable.
+    The small L2 term keeps `a` finite when validation is perfectly separable; the
+    step is halved until the loss goes down, so the fit cannot diverge.
     """
     x = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
+
+    def loss(a: float, b: float) -> float:
+        z = a * x + b
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * (a - 1.0) ** 2)
+
     a, b = 1.0, 0.0
+    current = loss(a, b)
     for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (a * x + b)))  # overflow-free sigmoid
         w = p * (1 - p)
         grad = np.array([np.sum((p - y) * x) + l2 * (a - 1.0), np.sum(p - y)])
         hess = np.array([
@@ -22,8 +29,12 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: i
             [np.sum(w * x), np.sum(w) + 1e-9],
         ])
         step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
+        scale = 1.0
+        while scale > 1e-6 and loss(a - scale * step[0], b - scale * step[1]) > current:
+            scale *= 0.5
+        a, b = a - scale * step[0], b - scale * step[1]
+        previous, current = current, loss(a, b)
+        if abs(previous - current) < 1e-10 * max(1.0, abs(current)):
             break
     return float(a), float(b)
 

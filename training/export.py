@@ -16,7 +16,7 @@ import json
 import platform
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +102,8 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     shutil.copyfile(run_dir / KERAS_FILE, out_dir / KERAS_FILE)
 
     onnx_sha = sha256_of(out_dir / ONNX_FILE)
-    card = build_card(run, pre, model, opset, onnx_sha, sha256_of(out_dir / KERAS_FILE),
+    keras_sha = sha256_of(out_dir / KERAS_FILE)
+    card = build_card(run, pre, model, opset, onnx_sha, keras_sha,
                       {"n_images": int(images.shape[0]), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE})
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     plots = plot_run(run, run_dir, out_dir / "plots")
@@ -121,7 +122,7 @@ def build_card(run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: st
     return {
         "name": "chest-xray-pneumonia-cnn",
         "version": f"1.0.0+{onnx_sha[:12]}",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": {"onnx": ONNX_FILE, "keras": KERAS_FILE},
         "onnx_sha256": onnx_sha,
         "keras_sha256": keras_sha,

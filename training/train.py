@@ -19,9 +19,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
-from training.data import class_counts, list_samples, split_by_patient, write_split_lists
+from training.data import CLASS_NAMES, Sample, class_counts, list_samples, split_by_patient, write_split_lists
 from training.dataset import AugmentedBatches, enhance_all, load_resized
 from training.model import LOGIT_LAYER, build_model, gradcam_layer_for
 
@@ -120,18 +121,6 @@ def train(config: TrainConfig) -> dict:
         verbose=config.verbose,
     )
     fit_seconds = time.time() - fit_started
-
-    raw_logits = logits_of(model, val_inputs)
-    raw_probs = 1 / (1 + np.exp(-raw_logits))
-    a, b = calibration.fit_platt(raw_logits, val_labels)
-    fold_platt_into_logit(model, a, b)
-    val_probs = model.predict(val_inputs, batch_size=64, verbose=0).reshape(-1)
-    threshold = calibration.choose_threshold(val_labels, val_probs, config.min_sensitivity)
-    val_report = metrics.full_report(val_labels, val_probs, threshold)
-    model.save(config.out / "model.keras")
-    np.savez_compressed(config.out / "val_predictions.npz", labels=val_labels, probs=val_probs)
-
-    best_epoch = int(np.argmax(history.history["val_auc"])) + 1
     summary = {
         "config": config.to_dict(),
         "data": {
@@ -141,11 +130,31 @@ def train(config: TrainConfig) -> dict:
             "validation_patients": len({s.patient for s in val_samples}),
         },
         "epochs_run": len(history.history["loss"]),
-        "best_epoch": best_epoch,
+        "best_epoch": int(np.argmax(history.history["val_auc"])) + 1,
         "fit_seconds": round(fit_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
         "parameters": int(model.count_params()),
         "gradcam_layer": gradcam_layer_for(model),
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "cpu_count": os.cpu_count(),
+    }
+    return finalize(config.out, model, val_inputs, val_labels, summary)
+
+
+def finalize(run_dir: Path, model: keras.Model, val_inputs: np.ndarray, val_labels: np.ndarray, summary: dict) -> dict:
+    """Calibrate on validation, fold it into the weights, pick the threshold, save the run."""
+    min_sensitivity = summary["config"]["min_sensitivity"]
+    raw_logits = logits_of(model, val_inputs)
+    raw_probs = 1 / (1 + np.exp(-raw_logits))
+    a, b = calibration.fit_platt(raw_logits, val_labels)
+    fold_platt_into_logit(model, a, b)
+    val_probs = model.predict(val_inputs, batch_size=64, verbose=0).reshape(-1)
+    threshold = calibration.choose_threshold(val_labels, val_probs, min_sensitivity)
+    val_report = metrics.full_report(val_labels, val_probs, threshold)
+    model.save(run_dir / "model.keras")
+    np.savez_compressed(run_dir / "val_predictions.npz", labels=val_labels, probs=val_probs)
+    summary = {
+        **summary,
         "calibration": {
             "method": "platt scaling on the validation logits, folded into the logit layer",
             "a": a, "b": b,
@@ -153,11 +162,23 @@ def train(config: TrainConfig) -> dict:
             "ece_after": val_report["ece"],
         },
         "threshold": threshold,
-        "threshold_rule": calibration.THRESHOLD_RULE.format(min_sensitivity=config.min_sensitivity),
+        "threshold_rule": calibration.THRESHOLD_RULE.format(min_sensitivity=min_sensitivity),
         "validation_metrics": val_report,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-        "cpu_count": os.cpu_count(),
     }
-    (config.out / "run.json").write_text(json.dumps(summary, indent=2))
+    (run_dir / "run.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("best_epoch", "fit_seconds", "threshold")}), flush=True)
     return summary
+
+
+def refinalize(run_dir: Path) -> dict:
+    """Redo calibration and threshold from the run's best checkpoint (no retraining)."""
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "run.json").read_text())
+    config = summary["config"]
+    pre = TrainConfig(preprocessing=PreprocessConfig.from_dict(config["preprocessing"])).preprocessing
+    root = Path(summary["data"]["root"])
+    lines = [line.split("\t") for line in (run_dir / "splits" / "val.txt").read_text().splitlines() if line]
+    val_samples = [Sample(root / path, CLASS_NAMES.index(label)) for path, label in lines]
+    val_inputs = enhance_all(load_resized(val_samples, pre), pre)
+    model = keras.models.load_model(run_dir / "checkpoint.keras")
+    return finalize(run_dir, model, val_inputs, np.array([s.label for s in val_samples]), summary)

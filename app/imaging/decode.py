@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ Image.MAX_IMAGE_PIXELS = None
 DEFAULT_MAX_PIXELS = 60_000_000  # ~7700 x 7700: far above any clinical film
 
 
-class ImageFormat(str, Enum):
+class ImageFormat(StrEnum):
     JPEG = "jpeg"
     PNG = "png"
     DICOM = "dicom"
@@ -70,7 +70,7 @@ def read_header(data: bytes) -> ImageHeader:
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
-    except Exception as exc:  # PIL raises many types for broken headers
+    except Exception:  # PIL raises many types for broken headers
         raise CorruptImageError(f"cannot read the {fmt.value.upper()} header") from None
     if width <= 0 or height <= 0:
         raise CorruptImageError("the image declares no pixels")

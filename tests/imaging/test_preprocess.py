@@ -1,0 +1,129 @@
+"""The shared chain: every input kind decodes to the same kind of model input, deterministically."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from app.imaging.decode import decode_image, read_header, sniff_format, to_uint8_gray
+from app.imaging.errors import CorruptImageError, ImageTooLargeError, UnsupportedFormatError
+from app.imaging.preprocess import PreprocessConfig, Preprocessor, to_batch
+
+
+def _film(h: int = 300, w: int = 260, seed: int = 0) -> np.ndarray:
+    """A smooth synthetic 'film' (gradients + blobs) so CLAHE has structure to work on."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = 80 + 60 * np.sin(xx / 23.0) * np.cos(yy / 31.0) + rng.normal(0, 8, (h, w))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _encode(ext: str, image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture
+def pre() -> Preprocessor:
+    return Preprocessor(PreprocessConfig())
+
+
+def test_from_bytes_output_is_unit_float_at_model_size(pre):
+    out = pre.from_bytes(_encode(".png", _film()))
+    assert out.shape == (224, 224)
+    assert out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.std() > 0.05  # CLAHE spread the histogram
+
+
+def test_from_bytes_is_deterministic(pre):
+    data = _encode(".jpg", _film())
+    first = pre.from_bytes(data)
+    second = Preprocessor(PreprocessConfig()).from_bytes(data)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_channel_counts_give_the_same_input(pre, channels):
+    gray = _film()
+    image = gray if channels == 1 else cv2.merge([gray] * 3 + ([np.full_like(gray, 255)] if channels == 4 else []))
+    np.testing.assert_array_equal(pre.from_bytes(_encode(".png", image)), pre.from_gray(gray))
+
+
+def test_sixteen_bit_png_of_an_eight_bit_film_matches_it_exactly(pre):
+    gray = _film()
+    wide = gray.astype(np.uint16) * 257
+    np.testing.assert_array_equal(pre.from_bytes(_encode(".png", wide)), pre.from_gray(gray))
+
+
+def test_twelve_bit_data_keeps_its_contrast():
+    twelve = (np.linspace(0, 4095, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    gray = to_uint8_gray(twelve)
+    assert gray.dtype == np.uint8
+    assert gray.min() == 0 and gray.max() == 255
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_but_not_below_twice_the_input(pre):
+    big = cv2.resize(_film(), (2000, 1600))
+    gray = pre.decode(_encode(".jpg", big))
+    assert min(gray.shape) >= 2 * 224
+    assert gray.shape[0] < 1600
+    assert gray.shape[0] / gray.shape[1] == pytest.approx(1600 / 2000, rel=0.01)
+
+
+def test_decode_rejects_non_images_by_magic_bytes():
+    with pytest.raises(UnsupportedFormatError) as err:
+        decode_image(b"GIF89a" + b"\0" * 64)
+    assert err.value.status_code == 415
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xd8\xff" + b"\0" * 20, b"\x89PNG\r\n\x1a\n" + b"garbage" * 5])
+def test_decode_rejects_empty_and_corrupt_files(data):
+    with pytest.raises(CorruptImageError) as err:
+        decode_image(data)
+    assert err.value.status_code == 422
+
+
+def test_truncated_jpeg_is_rejected_or_decoded_never_crashes(pre):
+    data = _encode(".jpg", _film())
+    try:
+        out = pre.from_bytes(data[: len(data) // 2])
+    except CorruptImageError:
+        return
+    assert out.shape == (224, 224)
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding():
+    data = _encode(".png", np.zeros((400, 500), np.uint8))
+    assert read_header(data).width == 500
+    with pytest.raises(ImageTooLargeError) as err:
+        decode_image(data, max_pixels=400 * 500 - 1)
+    assert err.value.status_code == 413
+    assert decode_image(data, max_pixels=400 * 500).shape == (400, 500)
+
+
+def test_sniff_format_knows_jpeg_png_and_dicom():
+    assert sniff_format(_encode(".jpg", _film())).value == "jpeg"
+    assert sniff_format(_encode(".png", _film())).value == "png"
+    assert sniff_format(b"\0" * 128 + b"DICM" + b"\0" * 8).value == "dicom"
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError):
+        PreprocessConfig(median_kernel=4)
+    with pytest.raises(ValueError):
+        PreprocessConfig(interpolation="nearest-ish")
+    with pytest.raises(ValueError):
+        PreprocessConfig(clahe_clip_limit=0)
+
+
+def test_config_round_trips_through_a_dict():
+    config = PreprocessConfig(input_size=128, clahe_clip_limit=3.0)
+    assert PreprocessConfig.from_dict({**config.to_dict(), "chain": ["ignored"]}) == config
+
+
+def test_to_batch_is_nhwc_float32():
+    batch = to_batch([np.zeros((8, 8), np.float32)] * 3)
+    assert batch.shape == (3, 8, 8, 1) and batch.dtype == np.float32
