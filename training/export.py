@@ -113,7 +113,9 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     return card
 
 
-def build_card(run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: str, keras_sha: str, parity: dict) -> dict:
+def build_card(
+    run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: str, keras_sha: str, parity: dict
+) -> dict:
     config = run["config"]
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
