@@ -1,0 +1,1 @@
+"""The inference API: FastAPI + onnxruntime. Never imports TensorFlow."""

@@ -1,0 +1,107 @@
+"""Client of the Grad-CAM sidecar: one shared `httpx.AsyncClient`, a hard deadline.
+
+Every failure (down, slow, wrong answer) becomes a `GradcamUnavailable` whose message
+is the warning `/predict` returns; the prediction itself never depends on the sidecar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+
+from app.gradcam_protocol import encode_request
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Keras and ONNX agree to 1e-4 at export; more than this means a different model.
+PROBABILITY_TOLERANCE = 1e-3
+
+
+class GradcamUnavailable(Exception):
+    """No overlay this time; `reason` is a short machine label for metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class GradcamResult:
+    overlay_png_base64: str
+    layer: str
+    probability: float
+    empty_heatmap: bool
+
+
+class GradcamClient:
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def healthy(self, timeout_s: float = 0.5) -> tuple[bool, str]:
+        """(answers, detail) from the sidecar's /health, with a short timeout."""
+        try:
+            response = await self._client.get("/health", timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            return False, f"unreachable at {self.base_url} ({type(exc).__name__})"
+        if response.status_code != 200:
+            return False, f"/health answered HTTP {response.status_code}"
+        return True, "ok"
+
+    async def overlay(self, model_input: np.ndarray, image: np.ndarray, model_version: str) -> GradcamResult:
+        """Ask for the overlay; raise `GradcamUnavailable` with the reason on any failure."""
+        body, headers = encode_request(model_input, image, model_version)
+        try:
+            async with asyncio.timeout(self.timeout_s):  # httpx timeouts are per phase, not total
+                response = await self._client.post("/gradcam", content=body, headers=headers)
+        except (TimeoutError, httpx.TimeoutException):
+            message = f"Grad-CAM sidecar did not answer within {self.timeout_s:g} s"
+            raise GradcamUnavailable("timeout", message) from None
+        except httpx.HTTPError as exc:
+            raise GradcamUnavailable(
+                "unreachable", f"Grad-CAM sidecar unreachable at {self.base_url} ({type(exc).__name__})"
+            ) from None
+        return self._parse(response, model_version)
+
+    @staticmethod
+    def _parse(response: httpx.Response, model_version: str) -> GradcamResult:
+        if response.status_code != 200:
+            raise GradcamUnavailable("http_error", f"Grad-CAM sidecar answered HTTP {response.status_code}")
+        try:
+            payload = response.json()
+            overlay = payload["overlay_png"]
+            png = base64.b64decode(overlay, validate=True)
+            result = GradcamResult(
+                overlay_png_base64=overlay,
+                layer=str(payload["layer"]),
+                probability=float(payload["probability"]),
+                empty_heatmap=bool(payload.get("empty_heatmap", False)),
+            )
+            version = payload["model_version"]
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise GradcamUnavailable("bad_response", "Grad-CAM sidecar sent an invalid response") from None
+        if not png.startswith(PNG_MAGIC):
+            raise GradcamUnavailable("bad_response", "Grad-CAM sidecar sent an overlay that is not a PNG")
+        if version != model_version:
+            raise GradcamUnavailable(
+                "model_mismatch", f"Grad-CAM sidecar runs model {version}, the API runs {model_version}"
+            )
+        return result
+
+
+def check_agreement(result: GradcamResult, probability: float) -> None:
+    """Raise if the sidecar's Keras model disagrees with the ONNX prediction."""
+    if abs(result.probability - probability) > PROBABILITY_TOLERANCE:
+        raise GradcamUnavailable(
+            "model_mismatch",
+            f"Grad-CAM sidecar's model gives P={result.probability:.4f}, the API's gives {probability:.4f}; "
+            "overlay withheld",
+        )

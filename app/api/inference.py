@@ -1,0 +1,84 @@
+"""The model in production: card + one onnxruntime session shared by all requests.
+
+`InferenceSession.run` is thread-safe, so a single session serves every request from
+the threadpool. The preprocessing `Preprocessor` holds an OpenCV CLAHE object that is
+not, so each worker thread gets its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from app.imaging.overlay import fit_long_side
+from app.imaging.preprocess import Preprocessor
+from app.model_card import ModelCard, load_model_card, sha256_of
+
+
+class ModelIntegrityError(RuntimeError):
+    """model.onnx is not the file the card describes."""
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One upload after the shared chain."""
+
+    width: int  # of the decoded image (JPEGs may be decoded at a reduced scale)
+    height: int
+    enhanced: np.ndarray  # uint8 (S, S): the model input before scaling to [0, 1]
+    preview: np.ndarray  # uint8 gray, long side <= 512: the overlay's background
+
+    @property
+    def model_input(self) -> np.ndarray:
+        """NHWC float32 batch of one, exactly as training and evaluation build it."""
+        return Preprocessor.to_float(self.enhanced)[np.newaxis, :, :, np.newaxis]
+
+
+class InferenceEngine:
+    def __init__(self, model_dir: Path | str, threads: int = 0) -> None:
+        self.model_dir = Path(model_dir)
+        self.card: ModelCard = load_model_card(self.model_dir)
+        onnx_path = self.model_dir / self.card.onnx_file
+        digest = sha256_of(onnx_path)
+        if digest != self.card.onnx_sha256:
+            raise ModelIntegrityError(f"{onnx_path} has sha256 {digest}, the card says {self.card.onnx_sha256}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._local = threading.local()
+
+    @property
+    def input_size(self) -> int:
+        return self.card.preprocessing.input_size
+
+    def preprocessor(self) -> Preprocessor:
+        """This thread's Preprocessor (CLAHE objects are not thread-safe)."""
+        pre = getattr(self._local, "preprocessor", None)
+        if pre is None:
+            pre = self._local.preprocessor = Preprocessor(self.card.preprocessing)
+        return pre
+
+    def prepare(self, data: bytes, max_pixels: int) -> PreparedImage:
+        """Bytes -> model input and overlay background; raises `ImageError` subclasses."""
+        pre = self.preprocessor()
+        gray = pre.decode(data, max_pixels)
+        enhanced = pre.enhance(pre.resize(gray))
+        return PreparedImage(gray.shape[1], gray.shape[0], enhanced, fit_long_side(gray))
+
+    def predict(self, prepared: PreparedImage) -> float:
+        (output,) = self.session.run([self.card.output_name], {self.card.input_name: prepared.model_input})
+        return float(output.reshape(-1)[0])
+
+    def label_for(self, probability: float) -> str:
+        return "PNEUMONIA" if probability >= self.card.threshold else "NORMAL"
+
+    def warm_up(self) -> None:
+        size = self.input_size
+        self.session.run([self.card.output_name], {self.card.input_name: np.zeros((1, size, size, 1), np.float32)})

@@ -1,0 +1,66 @@
+"""The API app: `uvicorn app.api.main:app`, or `create_app(Settings(...))` in tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from app.api.config import Settings
+from app.api.gradcam_client import GradcamClient
+from app.api.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, BodyTooLargeError, too_large_detail
+from app.api.routes import health, metrics, model, predict
+from app.api.state import ServiceState
+from app.api.telemetry import Metrics, MetricsMiddleware
+from app.imaging.errors import ImageError
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    state = ServiceState(settings=settings, metrics=Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(state.load)
+        state.gradcam = GradcamClient(settings.gradcam_url, settings.gradcam_timeout_s)
+        try:
+            yield
+        finally:
+            await state.gradcam.aclose()
+
+    app = FastAPI(
+        title="Chest X-ray pneumonia classifier",
+        description="PNEUMONIA vs NORMAL with a Grad-CAM explanation. Decision support at most.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    for module in (predict, health, model, metrics):
+        app.include_router(module.router)
+
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        state.metrics.rejected_inputs.labels(str(exc.status_code)).inc()
+        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc), "error": type(exc).__name__})
+
+    @app.exception_handler(BodyTooLargeError)
+    async def body_too_large(request: Request, exc: BodyTooLargeError) -> JSONResponse:
+        state.metrics.rejected_inputs.labels("413").inc()
+        return JSONResponse(status_code=413, content={"detail": too_large_detail(settings.max_upload_bytes)},
+                            headers={"Connection": "close"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=500, content={"detail": "internal error", "error": type(exc).__name__})
+
+    # Added last = outermost: metrics see every answer, including the early 413s.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       upload_limit=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,50 @@
+"""What the API holds between requests: settings, the loaded model, the sidecar client, metrics."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from app.api.config import Settings
+from app.api.gradcam_client import GradcamClient
+from app.api.inference import InferenceEngine
+from app.api.telemetry import Metrics
+
+log = logging.getLogger("cxr.api")
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: Metrics
+    engine: InferenceEngine | None = None
+    load_error: str | None = None
+    gradcam: GradcamClient | None = field(default=None)
+
+    def load(self) -> None:
+        """Load and warm the model; on failure keep serving 503s with the reason."""
+        try:
+            engine = InferenceEngine(self.settings.model_dir, self.settings.ort_threads)
+            engine.warm_up()
+        except Exception as exc:  # any failure here must leave the service up and saying why
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model not loaded from %s: %s", self.settings.model_dir, self.load_error)
+            return
+        self.engine = engine
+        self.load_error = None
+        log.info("model %s loaded from %s", engine.card.version, self.settings.model_dir)
+
+    def require_engine(self) -> InferenceEngine:
+        if self.engine is None:
+            raise HTTPException(status_code=503, detail=f"model not loaded: {self.load_error or 'starting'}")
+        return self.engine
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]

@@ -1,0 +1,69 @@
+"""Prometheus metrics of one app instance, and the ASGI middleware that records requests.
+
+Each app gets its own registry, so several apps (tests) never collide.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cxr_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cxr_http_request_duration_seconds", "HTTP request latency by route", ["route", "method"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.stage_latency = Histogram(
+            "cxr_predict_stage_duration_seconds", "Time spent in each /predict stage", ["stage"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.predictions = Counter(
+            "cxr_predictions", "Predictions by label", ["label"], registry=self.registry,
+        )
+        self.gradcam_failures = Counter(
+            "cxr_gradcam_failures", "Grad-CAM sidecar failures by reason", ["reason"], registry=self.registry,
+        )
+        self.rejected_inputs = Counter(
+            "cxr_rejected_inputs", "Uploads rejected, by HTTP status", ["status"], registry=self.registry,
+        )
+
+
+class MetricsMiddleware:
+    """Counts every request and times it, labelled by the route template (not the raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(name, method, str(status)).inc()
+            self.metrics.latency.labels(name, method).observe(time.perf_counter() - start)

@@ -1,0 +1,72 @@
+"""Drawing a Grad-CAM heat map over the grayscale X-ray (numpy + OpenCV only).
+
+The Grad-CAM math lives in the sidecar (`app/sidecar/gradcam.py`); this module only
+turns a [0, 1] grid into a picture, so it can be tested without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+DEFAULT_ALPHA = 0.5
+DEFAULT_LONG_SIDE = 512
+
+
+def fit_long_side(gray: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.ndarray:
+    """Downsize (never upsize) so the longer side is at most `long_side`, keeping the aspect ratio."""
+    if gray.ndim != 2:
+        raise ValueError("expected a 2-D grayscale image")
+    height, width = gray.shape
+    scale = long_side / max(height, width)
+    if scale >= 1.0:
+        return gray
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Grid in [0, 1] -> float32 (H, W) in [0, 1], smoothly interpolated.
+
+    The model input is the whole film squashed to a square, so stretching the grid to
+    the film's own shape puts every cell back over the region it saw.
+    """
+    grid = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if grid.ndim != 2 or grid.size == 0:
+        raise ValueError("heat map must be a non-empty 2-D grid")
+    resized = cv2.resize(grid, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    return np.clip(resized, 0.0, 1.0)
+
+
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """[0, 1] float (H, W) -> BGR uint8 with the JET colour map."""
+    return cv2.applyColorMap(np.round(heat * 255.0).astype(np.uint8), cv2.COLORMAP_JET)
+
+
+def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+    """Heat map blended over the grayscale image -> BGR uint8 of the image's shape.
+
+    The blend weight grows with the heat, so cold regions show the film unchanged and
+    an all-zero map returns the film itself.
+    """
+    if gray.dtype != np.uint8 or gray.ndim != 2:
+        raise ValueError("expected a 2-D uint8 grayscale image")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError("alpha must be in [0, 1]")
+    heat = upsample_heatmap(heatmap, gray.shape)
+    weight = (alpha * heat)[..., np.newaxis]
+    base = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR).astype(np.float32)
+    mixed = base * (1.0 - weight) + colorize(heat).astype(np.float32) * weight
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def overlay_png(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA) -> bytes:
+    """The overlay as PNG bytes, at the grayscale image's size."""
+    return encode_png(blend(gray, heatmap, alpha))

@@ -1,0 +1,1 @@
+"""The Grad-CAM sidecar: a second FastAPI app that holds the Keras model (TensorFlow)."""
