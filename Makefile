@@ -4,7 +4,7 @@
 #   make install   .venv with everything (serving, sidecar, training, dev)
 #   make test      the whole test suite except the Docker end-to-end test
 #   make serve     the API on 127.0.0.1:8000 and the Grad-CAM sidecar on :8001, shipped model
-#   make train     retrain on ../shared/data/chest_xray_224 (or DATA=...) and export to models/
+#   make train     retrain on DATA (default ../shared/data/chest_xray_224), export to models/
 #   make lint      ruff
 #   make e2e       build both images, bring the compose stack up, predict, degrade, tear down
 
@@ -13,6 +13,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data/chest_xray_224
+TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
 # Nothing the tools run writes to $HOME.
@@ -41,7 +42,7 @@ serve: install
 	$(BIN)/python scripts/serve.py
 
 train: install
-	$(BIN)/python -m training train --data $(DATA) --export-to models
+	$(BIN)/python -m training train --data $(DATA) --export-to models $(TRAIN_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
