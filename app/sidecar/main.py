@@ -1,0 +1,153 @@
+"""The Grad-CAM sidecar app: `uvicorn app.sidecar.main:app` (TensorFlow lives here only)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from app.gradcam_protocol import (
+    IMAGE_SHAPE_HEADER,
+    INPUT_SHAPE_HEADER,
+    MODEL_VERSION_HEADER,
+    ProtocolError,
+    decode_request,
+    parse_shape,
+)
+from app.imaging.overlay import overlay_png
+from app.imaging.preprocess import Preprocessor
+from app.model_card import ModelCard, load_model_card, sha256_of
+from app.sidecar.config import SidecarSettings
+
+log = logging.getLogger("cxr.sidecar")
+
+
+class ModelMismatchError(RuntimeError):
+    """model.keras is not the file the card describes."""
+
+
+@dataclass
+class SidecarState:
+    settings: SidecarSettings
+    card: ModelCard | None = None
+    gradcam: object | None = None  # app.sidecar.gradcam.GradCam, imported lazily with TensorFlow
+    load_error: str | None = None
+    warmup_ms: float | None = None
+
+    def load(self) -> None:
+        try:
+            self.card, self.gradcam = _load(self.settings)
+            start = time.perf_counter()
+            self.gradcam.warm_up()
+            self.warmup_ms = round((time.perf_counter() - start) * 1000.0, 1)
+        except Exception as exc:  # keep serving 503s that say why
+            self.gradcam = None
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("Grad-CAM model not loaded from %s: %s", self.settings.model_dir, self.load_error)
+
+
+def _load(settings: SidecarSettings) -> tuple[ModelCard, object]:
+    """Card, hash check, Keras model, compiled Grad-CAM."""
+    card = load_model_card(settings.model_dir)
+    keras_path = settings.model_dir / card.keras_file
+    expected = card.raw.get("keras_sha256")
+    if not expected:
+        raise ModelMismatchError("the model card has no keras_sha256")
+    digest = sha256_of(keras_path)
+    if digest != expected:
+        raise ModelMismatchError(f"{keras_path} has sha256 {digest}, the card says {expected}")
+    import keras
+    import tensorflow as tf
+
+    if settings.tf_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(settings.tf_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    from app.sidecar.gradcam import GradCam
+
+    model = keras.models.load_model(keras_path, compile=False)
+    if int(model.inputs[0].shape[1]) != card.preprocessing.input_size:
+        raise ModelMismatchError("Keras input size differs from the card's preprocessing input_size")
+    return card, GradCam(model, card.gradcam_layer, card.threshold)
+
+
+def create_app(settings: SidecarSettings | None = None) -> FastAPI:
+    settings = settings or SidecarSettings()
+    state = SidecarState(settings)
+    lock = threading.Lock()  # one Grad-CAM at a time: the cores are shared with the API
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(state.load)
+        yield
+
+    app = FastAPI(title="Grad-CAM sidecar", version="1.0.0", lifespan=lifespan)
+    app.state.sidecar = state
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if state.gradcam is None or state.card is None:
+            return JSONResponse(status_code=503, content={
+                "status": "unavailable", "detail": state.load_error or "model is loading"})
+        return JSONResponse({
+            "status": "ok", "model_version": state.card.version, "layer": state.card.gradcam_layer,
+            "grid": list(state.gradcam.grid), "warmup_ms": state.warmup_ms,
+        })
+
+    @app.post("/gradcam")
+    async def gradcam(request: Request) -> JSONResponse:
+        if state.gradcam is None or state.card is None:
+            raise HTTPException(status_code=503, detail=f"model not loaded: {state.load_error or 'starting'}")
+        card, engine = state.card, state.gradcam
+        version = request.headers.get(MODEL_VERSION_HEADER)
+        if version is not None and version != card.version:
+            raise HTTPException(status_code=409, detail=f"sidecar runs model {card.version}, request is for {version}")
+        try:
+            input_shape = parse_shape(request.headers.get(INPUT_SHAPE_HEADER), INPUT_SHAPE_HEADER)
+            image_shape = parse_shape(request.headers.get(IMAGE_SHAPE_HEADER), IMAGE_SHAPE_HEADER)
+        except ProtocolError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        size = card.preprocessing.input_size
+        if input_shape != (size, size):
+            raise HTTPException(status_code=422, detail=f"model input must be {size},{size}")
+        if max(image_shape) > settings.max_image_side:
+            raise HTTPException(status_code=413, detail=f"image side over {settings.max_image_side}")
+        body = await request.body()
+        try:
+            enhanced, image = decode_request(body, input_shape, image_shape)
+        except ProtocolError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+
+        def work() -> dict:
+            start = time.perf_counter()
+            with lock:
+                result = engine.compute(Preprocessor.to_float(enhanced))
+            mid = time.perf_counter()
+            png = overlay_png(image, result.heatmap)
+            return {
+                "model_version": card.version,
+                "layer": engine.layer_name,
+                "probability": result.probability,
+                "explained_label": result.explained_label,
+                "empty_heatmap": result.empty,
+                "heatmap": np.round(result.heatmap, 4).tolist(),
+                "overlay_png": base64.b64encode(png).decode("ascii"),
+                "overlay_size": [int(image.shape[1]), int(image.shape[0])],
+                "timings_ms": {"gradcam": round((mid - start) * 1000, 2),
+                               "overlay": round((time.perf_counter() - mid) * 1000, 2)},
+            }
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    return app
+
+
+app = create_app()
