@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from training.robustness import format_table
+
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}%"
@@ -77,6 +79,12 @@ def render_markdown(card: dict) -> str:
         f"- Parity onnxruntime vs Keras on {card['parity']['n_images']} validation films: max |diff| "
         f"{card['parity']['max_abs_diff']:.2e} (tolerance {card['parity']['tolerance']:.0e}).",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}.",
+        "",
+        "## Robustness: validation films under simulated acquisition shifts",
+        "Each row perturbs every validation film once, before the preprocessing chain, and scores it at the "
+        "shipped threshold (see `training/robustness.py`).",
+        "",
+        format_table(card["robustness"]) if card.get("robustness") else "(not computed)",
         "",
         "## Limitations",
         *[f"- {item}" for item in card["limitations"]],

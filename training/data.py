@@ -104,6 +104,12 @@ def write_split_lists(out_dir: Path, splits: dict[str, list[Sample]], root: Path
         (out_dir / f"{name}.txt").write_text("\n".join(lines) + "\n")
 
 
+def read_split_list(path: Path, root: Path) -> list[Sample]:
+    """Read back a list written by `write_split_lists`."""
+    rows = [line.split("\t") for line in Path(path).read_text().splitlines() if line]
+    return [Sample(Path(root) / rel, CLASS_NAMES.index(label)) for rel, label in rows]
+
+
 def class_counts(samples: list[Sample]) -> dict[str, int]:
     counts = {name: 0 for name in CLASS_NAMES}
     for s in samples:

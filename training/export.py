@@ -7,7 +7,8 @@ Writes into the destination:
   MODEL_CARD.md    the same card for people
   plots/           training curves, ROC, PR, confusion matrix, reliability diagram
 The ONNX model is checked against Keras on real validation films before anything is
-written; a mismatch over `PARITY_TOLERANCE` aborts the export.
+written; a mismatch over `PARITY_TOLERANCE` aborts the export. The card also gets the
+validation metrics under simulated acquisition shifts (`training.robustness`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from app.model_card import CARD_FILE, sha256_of
 from training.card import render_markdown
-from training.data import Sample
+from training.data import read_split_list
 from training.dataset import enhance_all, load_resized
+from training.robustness import robustness_report
 
 PARITY_TOLERANCE = 1e-4
 PARITY_IMAGES = 64
@@ -56,11 +58,10 @@ def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
     return output.reshape(-1)
 
 
-def parity_images(run_dir: Path, data_root: Path, config: PreprocessConfig, n: int) -> np.ndarray:
-    """The first `n` validation films of the run, through the shared chain."""
-    lines = (run_dir / "splits" / "val.txt").read_text().split("\n")
-    samples = [Sample(data_root / line.split("\t")[0], 0) for line in lines if line][:n]
-    return enhance_all(load_resized(samples, config), config)
+def validation_films(run_dir: Path, data_root: Path, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The run's validation films, decoded and resized by the shared chain, with labels."""
+    samples = read_split_list(run_dir / "splits" / "val.txt", data_root)
+    return load_resized(samples, config), np.array([s.label for s in samples])
 
 
 def versions() -> dict[str, str]:
@@ -91,7 +92,8 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_tmp = Path(tmp) / ONNX_FILE
         convert_to_onnx(model, pre.input_size, onnx_tmp, opset)
-        images = parity_images(run_dir, Path(run["data"]["root"]) , pre, PARITY_IMAGES)
+        films, labels = validation_films(run_dir, Path(run["data"]["root"]), pre)
+        images = enhance_all(films[:PARITY_IMAGES], pre)
         keras_probs = model.predict(images, batch_size=32, verbose=0).reshape(-1)
         onnx_probs = onnx_probabilities(onnx_tmp, images)
         max_diff = float(np.max(np.abs(keras_probs - onnx_probs)))
@@ -106,6 +108,7 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     card = build_card(run, pre, model, opset, onnx_sha, keras_sha,
                       {"n_images": int(images.shape[0]), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE})
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    card["robustness"] = robustness_report(out_dir, list(films), labels)
     plots = plot_run(run, run_dir, out_dir / "plots")
     card["plots"] = [p.relative_to(out_dir).as_posix() for p in plots]
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")

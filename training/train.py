@@ -22,7 +22,7 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
-from training.data import CLASS_NAMES, Sample, class_counts, list_samples, split_by_patient, write_split_lists
+from training.data import class_counts, list_samples, read_split_list, split_by_patient, write_split_lists
 from training.dataset import AugmentedBatches, enhance_all, load_resized
 from training.model import LOGIT_LAYER, build_model, gradcam_layer_for
 
@@ -177,8 +177,7 @@ def refinalize(run_dir: Path) -> dict:
     config = summary["config"]
     pre = TrainConfig(preprocessing=PreprocessConfig.from_dict(config["preprocessing"])).preprocessing
     root = Path(summary["data"]["root"])
-    lines = [line.split("\t") for line in (run_dir / "splits" / "val.txt").read_text().splitlines() if line]
-    val_samples = [Sample(root / path, CLASS_NAMES.index(label)) for path, label in lines]
+    val_samples = read_split_list(run_dir / "splits" / "val.txt", root)
     val_inputs = enhance_all(load_resized(val_samples, pre), pre)
     model = keras.models.load_model(run_dir / "checkpoint.keras")
     return finalize(run_dir, model, val_inputs, np.array([s.label for s in val_samples]), summary)

@@ -90,3 +90,12 @@ def test_refinalize_reproduces_the_calibration_from_the_checkpoint(tiny_run, tmp
     after = refinalize(copy)
     assert after["threshold"] == before["threshold"]
     assert after["calibration"]["a"] == before["calibration"]["a"]
+
+
+def test_card_reports_robustness_under_acquisition_shifts(tiny_model_dir):
+    rows = load_model_card(tiny_model_dir).raw["robustness"]
+    names = [row["perturbation"] for row in rows]
+    assert names[0] == "none" and "gamma 1.4" in names and "noise (sigma 8)" in names
+    assert rows[0]["normal_shift"] == 0.0
+    assert all(0.0 <= row["specificity"] <= 1.0 for row in rows)
+    assert "| perturbation |" in (tiny_model_dir / "MODEL_CARD.md").read_text()
