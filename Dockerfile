@@ -24,7 +24,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM venv-api AS venv-gradcam
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install --require-virtualenv -r requirements-api.txt -r requirements-sidecar.txt \
-    && /opt/venv/bin/pip uninstall --yes --quiet pip
+    # Build-time only parts of TensorFlow: its C++ headers (~290 MB) and libclang (~60 MB).
+    && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include \
+    && /opt/venv/bin/pip uninstall --yes --quiet libclang pip
 
 FROM venv-api AS venv-api-final
 RUN /opt/venv/bin/pip uninstall --yes --quiet pip

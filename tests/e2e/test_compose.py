@@ -30,7 +30,7 @@ API_IMAGE = "chest-xray-classification-api:latest"
 GRADCAM_IMAGE = "chest-xray-classification-gradcam:latest"
 HEALTH_TIMEOUT_S = 300
 # A full-resolution film (about 1000-2000 px a side), as a clinic would upload it.
-XRAY = VAL16 / "PNEUMONIA" / "person1946_bacteria_4874.jpeg"
+XRAY = VAL16 / "PNEUMONIA" / "person1954_bacteria_4886.jpeg"
 XRAY_LABEL = "PNEUMONIA"
 
 
