@@ -2,7 +2,7 @@
 
 Imported by those folders' conftest.py files. `model_dir` prefers the shipped model in
 models/ and falls back to the tiny model trained by the session fixture; set
-CXR_TEST_MODEL=tiny to force the tiny one.
+CXR_TEST_MODEL=tiny to force the tiny one, or CXR_TEST_MODEL_DIR to use a given folder.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ PNG_RGBA = FIXTURES / "xray_rgba.png"
 
 @pytest.fixture(scope="session")
 def model_dir(request: pytest.FixtureRequest) -> Path:
+    if os.environ.get("CXR_TEST_MODEL_DIR"):  # a model folder built beforehand (quick local runs)
+        return Path(os.environ["CXR_TEST_MODEL_DIR"])
     if os.environ.get("CXR_TEST_MODEL") != "tiny" and (SHIPPED_MODEL / "model_card.json").is_file():
         return SHIPPED_MODEL
     return request.getfixturevalue("tiny_model_dir")
@@ -47,7 +49,8 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def serving_env(**extra: str) -> dict[str, str]:
@@ -58,7 +61,8 @@ def serving_env(**extra: str) -> dict[str, str]:
 
 
 def start_uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
 
 

@@ -13,9 +13,9 @@ from app.api.main import create_app
 from tests.serving import free_port, model_dir  # noqa: F401  (fixture)
 
 
-def make_settings(model_dir: Path, **overrides: object) -> Settings:
+def make_settings(folder: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "model_dir": model_dir, "gradcam_url": f"http://127.0.0.1:{free_port()}", "gradcam_timeout_s": 1.0,
+        "model_dir": folder, "gradcam_url": f"http://127.0.0.1:{free_port()}", "gradcam_timeout_s": 1.0,
     }
     values.update(overrides)
     return Settings(**values)
