@@ -1,0 +1,66 @@
+"""Overlay drawing: sizes, aspect ratio, colour where the heat is, robustness to bad grids."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from app.imaging.overlay import blend, encode_png, fit_long_side, overlay_png, upsample_heatmap
+
+
+def gradient_image(height: int, width: int) -> np.ndarray:
+    return np.tile(np.linspace(0, 255, width, dtype=np.float32), (height, 1)).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("shape", "expected"), [((1416, 1776), (408, 512)), ((2000, 1000), (512, 256)),
+                                                 ((300, 200), (300, 200)), ((512, 512), (512, 512))])
+def test_fit_long_side_keeps_aspect_and_never_upsizes(shape: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert fit_long_side(np.zeros(shape, np.uint8)).shape == expected
+
+
+def test_blend_zero_heatmap_returns_the_film() -> None:
+    gray = gradient_image(300, 400)
+    out = blend(gray, np.zeros((14, 14), np.float32))
+    assert out.shape == (300, 400, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+
+
+def test_blend_hot_cell_colours_its_region_red() -> None:
+    gray = np.full((280, 420), 128, np.uint8)
+    heat = np.zeros((14, 14), np.float32)
+    heat[0:3, 11:14] = 1.0  # top-right corner of the grid
+    out = blend(gray, heat).astype(int)
+    top_right, bottom_left = out[10, 410], out[270, 10]
+    assert top_right[2] > top_right[0] + 50  # red channel dominates (BGR)
+    assert np.array_equal(bottom_left, [128, 128, 128])
+
+
+def test_upsample_heatmap_nan_and_out_of_range_are_clipped() -> None:
+    grid = np.array([[np.nan, 2.0], [-1.0, np.inf]], np.float32)
+    heat = upsample_heatmap(grid, (50, 60))
+    assert heat.shape == (50, 60)
+    assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() <= 1.0
+
+
+def test_blend_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        blend(np.zeros((10, 10, 3), np.uint8), np.zeros((2, 2)))
+    with pytest.raises(ValueError):
+        blend(np.zeros((10, 10), np.uint8), np.zeros((0, 0)))
+    with pytest.raises(ValueError):
+        blend(np.zeros((10, 10), np.uint8), np.zeros((2, 2)), alpha=1.5)
+
+
+def test_overlay_png_decodes_at_image_size() -> None:
+    gray = gradient_image(333, 512)
+    png = overlay_png(gray, np.random.default_rng(0).random((14, 14)).astype(np.float32))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.shape == (333, 512, 3)
+
+
+def test_encode_png_is_lossless() -> None:
+    image = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    decoded = cv2.imdecode(np.frombuffer(encode_png(image), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(decoded, image)
