@@ -1,0 +1,83 @@
+"""The sidecar's HTTP surface: /health, POST /gradcam, and its refusal of a model that is not the card's."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from fastapi.testclient import TestClient
+
+from app.api.inference import InferenceEngine
+from app.gradcam_protocol import IMAGE_SHAPE_HEADER, MODEL_VERSION_HEADER, encode_request
+from app.model_card import load_model_card
+from app.sidecar.config import SidecarSettings
+from app.sidecar.main import create_app
+from tests.serving import FIXTURE_JPEGS
+
+
+def request_for(model_dir: Path, path: Path) -> tuple[bytes, dict[str, str], tuple[int, int]]:
+    engine = InferenceEngine(model_dir)
+    prepared = engine.prepare(path.read_bytes(), 10**8)
+    body, headers = encode_request(prepared.enhanced, prepared.preview, engine.card.version)
+    return body, headers, prepared.preview.shape
+
+
+def test_health_returns_ok_with_layer(sidecar: TestClient, model_dir: Path) -> None:
+    response = sidecar.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    card = load_model_card(model_dir)
+    assert body["status"] == "ok"
+    assert body["model_version"] == card.version
+    assert body["layer"] == card.gradcam_layer
+    assert min(body["grid"]) >= 14
+
+
+def test_gradcam_returns_overlay_at_image_shape(sidecar: TestClient, model_dir: Path) -> None:
+    body, headers, shape = request_for(model_dir, FIXTURE_JPEGS[0])
+    response = sidecar.post("/gradcam", content=body, headers=headers)
+    assert response.status_code == 200
+    payload = response.json()
+    png = base64.b64decode(payload["overlay_png"])
+    overlay = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape == (*shape, 3)
+    assert max(shape) <= 512
+    heat = np.array(payload["heatmap"])
+    assert heat.shape == tuple(sidecar.get("/health").json()["grid"])
+    assert np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
+    assert payload["model_version"] == load_model_card(model_dir).version
+    assert 0.0 <= payload["probability"] <= 1.0
+
+
+def test_gradcam_wrong_body_length_returns_422(sidecar: TestClient, model_dir: Path) -> None:
+    body, headers, _ = request_for(model_dir, FIXTURE_JPEGS[0])
+    response = sidecar.post("/gradcam", content=body[:-1], headers=headers)
+    assert response.status_code == 422
+    assert "bytes" in response.json()["detail"]
+
+
+def test_gradcam_missing_shape_header_returns_422(sidecar: TestClient, model_dir: Path) -> None:
+    body, headers, _ = request_for(model_dir, FIXTURE_JPEGS[0])
+    del headers[IMAGE_SHAPE_HEADER]
+    assert sidecar.post("/gradcam", content=body, headers=headers).status_code == 422
+
+
+def test_gradcam_other_model_version_returns_409(sidecar: TestClient, model_dir: Path) -> None:
+    body, headers, _ = request_for(model_dir, FIXTURE_JPEGS[0])
+    headers[MODEL_VERSION_HEADER] = "0.0.0+other"
+    assert sidecar.post("/gradcam", content=body, headers=headers).status_code == 409
+
+
+def test_health_keras_hash_mismatch_returns_503(tmp_path: Path, model_dir: Path) -> None:
+    card = json.loads((model_dir / "model_card.json").read_text())
+    card["keras_sha256"] = "0" * 64
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    (tmp_path / card["files"]["keras"]).write_bytes((model_dir / card["files"]["keras"]).read_bytes())
+    with TestClient(create_app(SidecarSettings(model_dir=tmp_path))) as client:
+        response = client.get("/health")
+        assert response.status_code == 503
+        assert "sha256" in response.json()["detail"]
+        assert client.post("/gradcam", content=b"").status_code == 503

@@ -1,0 +1,80 @@
+"""Grad-CAM math on real Keras models: grid size, range, agreement with ONNX, the all-zero guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app.api.inference import InferenceEngine
+from app.model_card import load_model_card
+from app.sidecar.gradcam import GradCam, normalize
+from tests.serving import FIXTURE_JPEGS
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> InferenceEngine:
+    return InferenceEngine(model_dir)
+
+
+@pytest.fixture(scope="module")
+def gradcam(model_dir: Path) -> GradCam:
+    card = load_model_card(model_dir)
+    model = keras.models.load_model(model_dir / card.keras_file, compile=False)
+    return GradCam(model, card.gradcam_layer, card.threshold)
+
+
+@pytest.mark.parametrize("path", FIXTURE_JPEGS, ids=lambda p: p.name)
+def test_gradcam_real_film_gives_fine_normalised_map(gradcam: GradCam, engine: InferenceEngine, path: Path) -> None:
+    prepared = engine.prepare(path.read_bytes(), 10**8)
+    result = gradcam.compute(prepared.model_input[0, :, :, 0])
+    assert result.heatmap.shape == gradcam.grid
+    assert min(gradcam.grid) >= 14
+    assert result.heatmap.dtype == np.float32 and np.isfinite(result.heatmap).all()
+    assert result.heatmap.min() >= 0.0 and result.heatmap.max() <= 1.0
+    assert result.empty or result.heatmap.max() == pytest.approx(1.0)
+    assert result.probability == pytest.approx(engine.predict(prepared), abs=1e-4)
+    assert result.explained_label == engine.label_for(result.probability)
+
+
+def test_gradcam_function_is_traced_once(gradcam: GradCam) -> None:
+    size = gradcam.input_size
+    for seed in range(3):
+        gradcam.compute(np.random.default_rng(seed).random((size, size), dtype=np.float32))
+    assert gradcam._compiled.experimental_get_tracing_count() == 1
+
+
+def test_gradcam_zero_gradients_give_empty_map_without_nan() -> None:
+    """Live feature maps, but a logit that ignores them: every gradient is exactly zero."""
+    inputs = keras.Input((32, 32, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="block1_conv",
+                            bias_initializer=keras.initializers.Constant(1.0))(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    logit = keras.layers.Dense(1, kernel_initializer="zeros", name="logit")(x)
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid", name="probability")(logit))
+    result = GradCam(model, "block1_conv", threshold=0.5).compute(np.ones((32, 32), np.float32))
+    assert result.empty is True
+    assert np.isfinite(result.heatmap).all() and not result.heatmap.any()
+
+
+def test_normalize_zero_and_nan_maps_stay_finite() -> None:
+    for grid in (np.zeros((14, 14)), np.full((14, 14), np.nan), -np.ones((14, 14))):
+        heat, empty = normalize(grid)
+        assert empty is True
+        assert np.isfinite(heat).all() and not heat.any()
+
+
+def test_gradcam_rejects_wrong_input_size(gradcam: GradCam) -> None:
+    with pytest.raises(ValueError):
+        gradcam.compute(np.zeros((gradcam.input_size + 1, gradcam.input_size), np.float32))
+
+
+def test_gradcam_layer_must_be_a_feature_map(model_dir: Path) -> None:
+    card = load_model_card(model_dir)
+    model = keras.models.load_model(model_dir / card.keras_file, compile=False)
+    with pytest.raises(ValueError):
+        GradCam(model, "logit", card.threshold)
+    assert tf.executing_eagerly()  # nothing above switched TensorFlow out of eager mode globally
