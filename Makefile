@@ -38,7 +38,7 @@ test: install
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 serve: install
-	@test -f models/model_card.json || { echo "no model in models/: run 'make train' first" >&2; exit 1; }
+	@test -f "$${CXR_MODEL_DIR:-models}/model_card.json" || { echo "no model in $${CXR_MODEL_DIR:-models}/: run 'make train' first" >&2; exit 1; }
 	$(BIN)/python scripts/serve.py
 
 train: install
