@@ -11,10 +11,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 
-from app.imaging.overlay import fit_long_side
+from app.gradcam_protocol import MAX_OVERLAY_SIDE
+from app.imaging.decode import read_header
+from app.imaging.errors import UnsupportedFormatError
 from app.imaging.preprocess import Preprocessor
 from app.model_card import ModelCard, load_model_card, sha256_of
 
@@ -27,7 +30,7 @@ class ModelIntegrityError(RuntimeError):
 class PreparedImage:
     """One upload after the shared chain."""
 
-    width: int  # of the decoded image (JPEGs may be decoded at a reduced scale)
+    width: int  # of the upload, as its header declares
     height: int
     enhanced: np.ndarray  # uint8 (S, S): the model input before scaling to [0, 1]
     preview: np.ndarray  # uint8 gray, long side <= 512: the overlay's background
@@ -36,6 +39,20 @@ class PreparedImage:
     def model_input(self) -> np.ndarray:
         """NHWC float32 batch of one, exactly as training and evaluation build it."""
         return Preprocessor.to_float(self.enhanced)[np.newaxis, :, :, np.newaxis]
+
+
+def preview_of(gray: np.ndarray, width: int, height: int, long_side: int = MAX_OVERLAY_SIDE) -> np.ndarray:
+    """The overlay background: the upload's aspect ratio, long side min(long_side, the upload's).
+
+    Large JPEGs are decoded at a reduced scale sized for the model, which can leave fewer
+    pixels than the overlay wants; those few are made up by a linear upscale.
+    """
+    scale = min(1.0, long_side / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if (gray.shape[1], gray.shape[0]) == size:
+        return gray
+    shrinking = size[0] < gray.shape[1]
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
 class InferenceEngine:
@@ -68,9 +85,14 @@ class InferenceEngine:
     def prepare(self, data: bytes, max_pixels: int) -> PreparedImage:
         """Bytes -> model input and overlay background; raises `ImageError` subclasses."""
         pre = self.preprocessor()
-        gray = pre.decode(data, max_pixels)
+        try:
+            header = read_header(data) if data else None
+            gray = pre.decode(data, max_pixels)
+        except ModuleNotFoundError:  # DICOM sniffed but its optional reader is not installed
+            raise UnsupportedFormatError("DICOM uploads are not supported by this deployment") from None
         enhanced = pre.enhance(pre.resize(gray))
-        return PreparedImage(gray.shape[1], gray.shape[0], enhanced, fit_long_side(gray))
+        width, height = (header.width, header.height) if header else (gray.shape[1], gray.shape[0])
+        return PreparedImage(width, height, enhanced, preview_of(gray, width, height))
 
     def predict(self, prepared: PreparedImage) -> float:
         (output,) = self.session.run([self.card.output_name], {self.card.input_name: prepared.model_input})

@@ -1,0 +1,138 @@
+"""Both services as real processes on free localhost ports, called over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from app.model_card import load_model_card
+from tests.conftest import REPO
+from tests.serving import FIXTURE_JPEGS, FULLRES_FILES, free_port, serving_env, start_uvicorn, stop, wait_healthy
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Services:
+    api_url: str
+    sidecar_url: str
+    api: subprocess.Popen
+    sidecar: subprocess.Popen
+    logs: Path
+
+
+@pytest.fixture(scope="module")
+def services(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    logs = tmp_path_factory.mktemp("service-logs")
+    sidecar_port, api_port = free_port(), free_port()
+    env = serving_env(CXR_MODEL_DIR=str(model_dir), CXR_GRADCAM_URL=f"http://127.0.0.1:{sidecar_port}",
+                      CXR_GRADCAM_TIMEOUT_S="5")  # generous: CI machines are shared
+    sidecar = start_uvicorn("app.sidecar.main:app", sidecar_port, env, logs / "sidecar.log")
+    api = start_uvicorn("app.api.main:app", api_port, env, logs / "api.log")
+    found = Services(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sidecar_port}", api, sidecar, logs)
+    try:
+        wait_healthy(found.api_url + "/health/ready", api)
+        wait_healthy(found.sidecar_url + "/health", sidecar)
+        yield found
+    finally:
+        stop(api)
+        stop(sidecar)
+
+
+def post(url: str, path: Path, **params: str) -> httpx.Response:
+    with open(path, "rb") as handle:
+        return httpx.post(url + "/predict", params=params, files={"file": (path.name, handle, "image/jpeg")},
+                          timeout=30)
+
+
+def decode_overlay(text: str) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(base64.b64decode(text), np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_health_over_http_sees_sidecar(services: Services) -> None:
+    response = httpx.get(services.api_url + "/health", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["sidecar"]["reachable"] is True
+
+
+@pytest.mark.parametrize("path", FIXTURE_JPEGS + FULLRES_FILES[:1], ids=lambda p: p.name)
+def test_predict_over_http_returns_overlay(services: Services, model_dir: Path, path: Path) -> None:
+    response = post(services.api_url, path)
+    assert response.status_code == 200
+    body = response.json()
+    card = load_model_card(model_dir)
+    assert body["model_version"] == card.version
+    assert body["label"] == ("PNEUMONIA" if body["probability"] >= body["threshold"] else "NORMAL")
+    assert body["gradcam_layer"] == card.gradcam_layer
+    assert not any("unavailable" in w for w in body["warnings"])
+    overlay = decode_overlay(body["gradcam_overlay"])
+    height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
+    assert max(overlay.shape[:2]) == min(512, max(height, width))
+    assert overlay.shape[1] / overlay.shape[0] == pytest.approx(width / height, rel=0.02)
+
+
+def test_predict_over_http_declared_oversize_returns_413(services: Services) -> None:
+    """Only the headers and a few bytes are sent: the 413 comes without waiting for the body."""
+    port = int(services.api_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 1000000000\r\n\r\n--b\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):  # the server closes the connection after its answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"over the limit" in answer
+
+
+def test_metrics_over_http_count_predictions(services: Services) -> None:
+    response = httpx.get(services.api_url + "/metrics", timeout=10)
+    assert response.status_code == 200
+    assert 'route="/predict",status="200"' in response.text
+    assert "cxr_predictions_total" in response.text
+
+
+def test_predict_sidecar_stopped_returns_prediction_with_warning(services: Services) -> None:
+    """Runs last in this module: it stops the sidecar."""
+    before = post(services.api_url, FIXTURE_JPEGS[0], gradcam="false")
+    assert stop(services.sidecar) is not None
+    response = post(services.api_url, FIXTURE_JPEGS[0])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["gradcam_overlay"] is None
+    assert any("unreachable" in w for w in body["warnings"])
+    assert body["probability"] == before.json()["probability"]
+    health = httpx.get(services.api_url + "/health", timeout=10)
+    assert health.status_code == 200
+    assert health.json()["sidecar"]["reachable"] is False
+
+
+def test_serve_script_starts_both_and_stops_on_sigint(model_dir: Path, tmp_path: Path) -> None:
+    api_port, sidecar_port = free_port(), free_port()
+    command = [sys.executable, str(REPO / "scripts" / "serve.py"), "--api-port", str(api_port),
+               "--sidecar-port", str(sidecar_port), "--model-dir", str(model_dir), "--log-level", "warning"]
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=serving_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{sidecar_port}/health", process)
+        wait_healthy(f"http://127.0.0.1:{api_port}/health/ready", process)
+        response = post(f"http://127.0.0.1:{api_port}", FIXTURE_JPEGS[1])
+        assert response.status_code == 200
+        assert response.json()["gradcam_overlay"] is not None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        stop(process)
+    for port in (api_port, sidecar_port):
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
