@@ -31,7 +31,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM venv-api AS venv-api-final
 RUN /opt/venv/bin/pip uninstall --yes --quiet pip
 
-# ---- runtime base: non-root user, environment, the shared code and the model -----------
+# ---- runtime base: non-root user and environment --------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -43,12 +43,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     CXR_MODEL_DIR=/app/models
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent cxr
 WORKDIR /app
-COPY app/ ./app/
-COPY models/ ./models/
 
 # ---- api: FastAPI + ONNX Runtime, the serving set only ---------------------------------
 FROM runtime AS api
 COPY --from=venv-api-final /opt/venv /opt/venv
+COPY models/ ./models/
+COPY app/ ./app/
 ENV CXR_HOST=0.0.0.0 CXR_PORT=8000
 USER cxr
 EXPOSE 8000
@@ -59,6 +59,8 @@ CMD ["sh", "-c", "exec python -m uvicorn app.api.main:app --host \"$CXR_HOST\" -
 # ---- gradcam: the Grad-CAM sidecar, serving set + TensorFlow ---------------------------
 FROM runtime AS gradcam
 COPY --from=venv-gradcam /opt/venv /opt/venv
+COPY models/ ./models/
+COPY app/ ./app/
 ENV CXR_SIDECAR_HOST=0.0.0.0 CXR_SIDECAR_PORT=8001
 USER cxr
 EXPOSE 8001
