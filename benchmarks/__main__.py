@@ -1,0 +1,122 @@
+"""`python -m benchmarks` (`make bench`): run the whole suite and rewrite benchmarks/RESULTS.md.
+
+Order: in-process measurements first (stages, runtimes, ceiling; each in its own
+process so thread pools and memory do not leak between them), then the API + sidecar
+under HTTP load, then the naive peer under the same load. Services are started as
+subprocesses on free localhost ports and always stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.common import DEFAULT_MODEL_DIR, REPO, RESULTS_JSON, RESULTS_MD, bench_env, load_uploads
+from benchmarks.load import run_load
+from benchmarks.services import Services
+
+FULL = {
+    "stages_reps": 5, "calls_b1": 40, "calls_b32": 8, "ceiling_passes": 12,
+    "predict": {1: 96, 4: 192, 16: 384}, "gradcam": {1: 48, 4: 96, 16: 160}, "peer": {1: 32, 4: 48, 16: 64},
+    "max_seconds": 45.0,
+}
+QUICK = {
+    "stages_reps": 1, "calls_b1": 5, "calls_b32": 2, "ceiling_passes": 2,
+    "predict": {1: 16, 4: 16, 16: 32}, "gradcam": {1: 8, 4: 8, 16: 16}, "peer": {1: 8, 4: 8, 16: 16},
+    "max_seconds": 20.0,
+}
+
+
+def _in_process(module: str, model_dir: Path, args: list[str]) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [sys.executable, "-m", f"benchmarks.{module}", "--model-dir", str(model_dir), "--json", out.name,
+                   *args]
+        started = time.perf_counter()
+        subprocess.run(command, cwd=REPO, env=bench_env(), check=True, timeout=300)
+        print(f"  {module}: {time.perf_counter() - started:.0f} s", flush=True)
+        return json.loads(Path(out.name).read_text())
+
+
+def _load_series(name: str, port: int, path: str, uploads, counts: dict[int, int], max_seconds: float,
+                 want_overlay: bool = False) -> list[dict]:
+    rows = []
+    for concurrency, total in counts.items():
+        row = run_load(name, "127.0.0.1", port, path, uploads, concurrency=concurrency, requests=total,
+                       max_seconds=max_seconds, want_overlay=want_overlay)
+        print(f"  {name} c={concurrency}: {row['throughput_rps']:.1f} req/s, p50 {row['p50_ms']:.1f} ms, "
+              f"p95 {row['p95_ms']:.1f} ms, errors {row['errors']}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a dry run of the whole suite")
+    parser.add_argument("--out", type=Path, default=RESULTS_MD, help="the markdown report")
+    parser.add_argument("--json", type=Path, default=RESULTS_JSON, help="the raw numbers")
+    args = parser.parse_args(argv)
+    model_dir = args.model_dir.resolve()
+    if not (model_dir / "model_card.json").is_file():
+        print(f"no model in {model_dir}: run 'make train' first (or pass --model-dir)", file=sys.stderr)
+        return 2
+    plan = QUICK if args.quick else FULL
+    uploads = load_uploads()
+    started = time.perf_counter()
+    results: dict = {"quick": args.quick, "model_dir": str(model_dir), "plan": {k: v for k, v in plan.items()}}
+
+    print("in process", flush=True)
+    results["stages"] = _in_process("stages", model_dir, ["--reps", str(plan["stages_reps"])])
+    results["runtimes"] = _in_process("runtimes", model_dir, ["--calls-b1", str(plan["calls_b1"]),
+                                                               "--calls-b32", str(plan["calls_b32"])])
+    results["ceiling"] = _in_process("ceiling", model_dir, ["--passes", str(plan["ceiling_passes"])])
+
+    print("service (API + Grad-CAM sidecar) under load", flush=True)
+    with Services() as services:
+        sidecar = services.start("sidecar", "app.sidecar.main:app", {"CXR_MODEL_DIR": str(model_dir)})
+        sidecar.wait_healthy()
+        api = services.start("api", "app.api.main:app",
+                             {"CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": sidecar.url})
+        results["model"] = api.wait_healthy()
+        results["model_info"] = _get_json(api.url + "/model")
+        results["load_predict"] = _load_series("predict", api.port, "/predict?gradcam=false", uploads,
+                                               plan["predict"], plan["max_seconds"])
+        results["load_gradcam"] = _load_series("predict+gradcam", api.port, "/predict?gradcam=true", uploads,
+                                               plan["gradcam"], plan["max_seconds"], want_overlay=True)
+        results["memory"] = {"api_peak_rss_mb": api.peak_rss_mb(), "sidecar_peak_rss_mb": sidecar.peak_rss_mb()}
+
+    print("naive Keras peer under the same load", flush=True)
+    with Services() as services:
+        peer = services.start("peer", "benchmarks.peer_server:app", {"CXR_MODEL_DIR": str(model_dir)})
+        peer.wait_healthy()
+        results["load_peer"] = _load_series("peer", peer.port, "/predict", uploads, plan["peer"],
+                                            plan["max_seconds"])
+        results["memory"]["peer_peak_rss_mb"] = peer.peak_rss_mb()
+
+    results["suite_seconds"] = time.perf_counter() - started
+    text = report.render(results)
+    args.out.write_text(text)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(text)
+    print(f"wrote {args.out} and {args.json} in {results['suite_seconds']:.0f} s")
+    return 0
+
+
+def _get_json(url: str) -> dict | None:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=5.0)
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

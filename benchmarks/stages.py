@@ -1,0 +1,105 @@
+"""Each stage in process, on the 16 full-resolution uploads: median and p95 per stage.
+
+Stages are timed one by one exactly as the services chain them (the API: decode ->
+resize -> median -> CLAHE -> float -> onnxruntime; the sidecar: Grad-CAM -> overlay
+blend + PNG). `decode, full scale` is the reference the reduced-scale JPEG decode
+replaces. Run alone: `python -m benchmarks.stages --model-dir models --reps 5`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.common import DEFAULT_MODEL_DIR, load_uploads, setup_process_env, summarize_ms
+
+# (key, label shown in the table), in chain order.
+STAGES = [
+    ("decode_full", "decode, full scale (reference, not used)"),
+    ("decode", "decode (JPEG at reduced DCT scale)"),
+    ("resize", "resize to model input (area)"),
+    ("median", "median filter"),
+    ("clahe", "CLAHE"),
+    ("to_float", "to float32 batch"),
+    ("preview", "overlay background (long side 512)"),
+    ("prepare", "API prepare: all of the above, as served"),
+    ("onnx", "ONNX inference (batch 1)"),
+    ("gradcam", "Grad-CAM (compiled tf.function)"),
+    ("overlay", "overlay blend + PNG encode"),
+]
+
+
+def measure(model_dir: Path, reps: int) -> dict:
+    setup_process_env()
+    import cv2
+    import numpy as np
+
+    from app.api.inference import InferenceEngine
+    from app.imaging.decode import decode_image
+    from app.imaging.overlay import fit_long_side, overlay_png
+    from app.imaging.preprocess import Preprocessor
+    from app.sidecar.config import SidecarSettings
+    from app.sidecar.main import _load
+
+    uploads = load_uploads()
+    engine = InferenceEngine(model_dir)
+    engine.warm_up()
+    card, gradcam = _load(SidecarSettings(model_dir=model_dir))
+    gradcam.warm_up()
+    pre = Preprocessor(card.preprocessing)
+    config = card.preprocessing
+    clahe = cv2.createCLAHE(clipLimit=config.clahe_clip_limit,
+                            tileGridSize=(config.clahe_tile_grid, config.clahe_tile_grid))
+    times: dict[str, list[float]] = defaultdict(list)
+    clock = time.perf_counter
+
+    def timed(key: str, fn, *args):
+        start = clock()
+        out = fn(*args)
+        times[key].append(clock() - start)
+        return out
+
+    for rep in range(reps + 1):  # the first pass warms caches and is thrown away
+        if rep == 1:
+            times.clear()
+        for _, data in uploads:
+            timed("decode_full", decode_image, data)
+            gray = timed("decode", pre.decode, data)
+            resized = timed("resize", pre.resize, gray)
+            filtered = timed("median", cv2.medianBlur, resized, config.median_kernel)
+            enhanced = timed("clahe", clahe.apply, filtered)
+            if not np.array_equal(enhanced, pre.enhance(resized)):
+                raise AssertionError("the staged chain differs from Preprocessor.enhance")
+            model_input = timed("to_float", lambda e: Preprocessor.to_float(e)[np.newaxis, :, :, np.newaxis], enhanced)
+            preview = timed("preview", fit_long_side, gray)
+            prepared = timed("prepare", engine.prepare, data, 60_000_000)
+            timed("onnx", engine.session.run, [card.output_name], {card.input_name: model_input})
+            result = timed("gradcam", gradcam.compute, model_input[0, :, :, 0])
+            timed("overlay", overlay_png, preview, result.heatmap)
+            del prepared
+    return {
+        "reps": reps,
+        "images": len(uploads),
+        "stages": [{"key": key, "label": label, **summarize_ms(times[key])} for key, label in STAGES],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="write the results here (default: print)")
+    args = parser.parse_args(argv)
+    result = measure(args.model_dir, args.reps)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
