@@ -7,6 +7,7 @@
 #   make train     retrain on DATA (default ../shared/data/chest_xray_224), export to models/
 #   make lint      ruff
 #   make e2e       build both images, bring the compose stack up, predict, degrade, tear down
+#   make bench     the benchmark suite (shipped model): rewrites benchmarks/RESULTS.md, < 10 min
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -15,6 +16,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/data/chest_xray_224
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # Nothing the tools run writes to $HOME.
 export ORT_DISABLE_TELEMETRY := 1
@@ -24,7 +26,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export DOCKER_BUILDKIT := 1
 export COMPOSE_DOCKER_CLI_BUILD := 1
 
-.PHONY: install test serve train lint e2e clean
+.PHONY: install test serve train lint e2e bench clean
 
 install: $(STAMP)
 
@@ -50,6 +52,9 @@ lint: install
 e2e: install
 	../shared/tools/docker-up.sh
 	REQUIRE_DOCKER=1 $(BIN)/python -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
