@@ -128,3 +128,10 @@ def test_predict_after_bad_requests_still_answers(client: TestClient) -> None:
     response = post_bytes(client, GOOD.read_bytes())
     assert response.status_code == 200
     assert response.json()["label"] in ("PNEUMONIA", "NORMAL")
+
+
+def test_predict_broken_dicom_is_a_client_error(client: TestClient) -> None:
+    broken = b"\x00" * 128 + b"DICM" + b"\x02\x00" * 50  # DICOM magic, nothing readable after it
+    response = post_bytes(client, broken, "x.dcm")
+    assert response.status_code in (415, 422)
+    assert response.json()["detail"]

@@ -1,0 +1,72 @@
+"""The inference engine: one shared session, per-thread preprocessing, the overlay background."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.api.inference import InferenceEngine, preview_of
+from app.imaging.errors import ImageTooLargeError
+from app.imaging.preprocess import Preprocessor
+from tests.serving import FIXTURE_JPEGS, FULLRES_FILES
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> InferenceEngine:
+    return InferenceEngine(model_dir, threads=1)
+
+
+@pytest.mark.parametrize(("gray_shape", "upload", "expected"), [
+    ((354, 444), (1776, 1416), (408, 512)),  # JPEG decoded at 1/4: made up to 512
+    ((708, 888), (1776, 1416), (408, 512)),  # decoded at 1/2: shrunk to 512
+    ((300, 200), (200, 300), (300, 200)),  # small upload: kept as is
+])
+def test_preview_keeps_upload_aspect(gray_shape, upload, expected) -> None:
+    preview = preview_of(np.zeros(gray_shape, np.uint8), *upload)
+    assert preview.shape == expected and preview.dtype == np.uint8
+
+
+def test_prepare_matches_shared_chain(engine: InferenceEngine) -> None:
+    data = FIXTURE_JPEGS[0].read_bytes()
+    prepared = engine.prepare(data, 10**8)
+    expected = Preprocessor(engine.card.preprocessing).from_bytes(data)
+    assert np.array_equal(prepared.model_input[0, :, :, 0], expected)
+    assert (prepared.width, prepared.height) == (640, 510)
+    assert max(prepared.preview.shape) == 512
+
+
+def test_prepare_pixel_limit_raises_413(engine: InferenceEngine) -> None:
+    with pytest.raises(ImageTooLargeError):
+        engine.prepare(FIXTURE_JPEGS[0].read_bytes(), 1000)
+
+
+def test_preprocessor_is_one_per_thread(engine: InferenceEngine) -> None:
+    seen: list[Preprocessor] = []
+    threads = [threading.Thread(target=lambda: seen.append(engine.preprocessor())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(p) for p in seen}) == 3
+    assert engine.preprocessor() is engine.preprocessor()
+
+
+@pytest.mark.skipif(not FULLRES_FILES, reason="../shared/data/val16_fullres is not beside the repo")
+def test_predict_concurrent_threads_agree(engine: InferenceEngine) -> None:
+    """The shared session and per-thread CLAHE give the same answers under concurrency."""
+    files = FULLRES_FILES[:6]
+    serial = [engine.predict(engine.prepare(p.read_bytes(), 10**8)) for p in files]
+    results: dict[int, float] = {}
+
+    def work(index: int) -> None:
+        results[index] = engine.predict(engine.prepare(files[index].read_bytes(), 10**8))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(files))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [results[i] for i in range(len(files))] == serial
