@@ -21,6 +21,7 @@ from benchmarks.common import DEFAULT_MODEL_DIR, REPO, RESULTS_JSON, RESULTS_MD,
 from benchmarks.load import run_load
 from benchmarks.services import Services
 
+SECTIONS = ("stages", "runtimes", "ceiling", "service", "peer")
 FULL = {
     "stages_reps": 5, "calls_b1": 40, "calls_b32": 8, "ceiling_passes": 12,
     "predict": {1: 96, 4: 192, 16: 384}, "gradcam": {1: 48, 4: 96, 16: 160}, "peer": {1: 32, 4: 48, 16: 64},
@@ -61,7 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts: a dry run of the whole suite")
     parser.add_argument("--out", type=Path, default=RESULTS_MD, help="the markdown report")
     parser.add_argument("--json", type=Path, default=RESULTS_JSON, help="the raw numbers")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}; a partial run writes only --json")
+    parser.add_argument("--api-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the API process (to compare settings)")
     args = parser.parse_args(argv)
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {sorted(unknown)}")
+    api_env = dict(item.split("=", 1) for item in args.api_env)
     model_dir = args.model_dir.resolve()
     if not (model_dir / "model_card.json").is_file():
         print(f"no model in {model_dir}: run 'make train' first (or pass --model-dir)", file=sys.stderr)
@@ -69,28 +79,51 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     uploads = load_uploads()
     started = time.perf_counter()
-    results: dict = {"quick": args.quick, "model_dir": str(model_dir), "plan": {k: v for k, v in plan.items()}}
+    results: dict = {"quick": args.quick, "model_dir": str(model_dir), "plan": {k: v for k, v in plan.items()},
+                     "api_env": api_env, "memory": {}}
 
     print("in process", flush=True)
-    results["stages"] = _in_process("stages", model_dir, ["--reps", str(plan["stages_reps"])])
-    results["runtimes"] = _in_process("runtimes", model_dir, ["--calls-b1", str(plan["calls_b1"]),
-                                                               "--calls-b32", str(plan["calls_b32"])])
-    results["ceiling"] = _in_process("ceiling", model_dir, ["--passes", str(plan["ceiling_passes"])])
+    if "stages" in sections:
+        results["stages"] = _in_process("stages", model_dir, ["--reps", str(plan["stages_reps"])])
+    if "runtimes" in sections:
+        results["runtimes"] = _in_process("runtimes", model_dir, ["--calls-b1", str(plan["calls_b1"]),
+                                                                   "--calls-b32", str(plan["calls_b32"])])
+    if "ceiling" in sections:
+        results["ceiling"] = _in_process("ceiling", model_dir, ["--passes", str(plan["ceiling_passes"])])
+    if "service" in sections:
+        _service(results, model_dir, uploads, plan, api_env)
+    if "peer" in sections:
+        _peer(results, model_dir, uploads, plan)
+    results["suite_seconds"] = time.perf_counter() - started
+    if sections != list(SECTIONS):
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+        print(f"partial run: wrote {args.json} in {results['suite_seconds']:.0f} s")
+        return 0
+    text = report.render(results)
+    args.out.write_text(text)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(text)
+    print(f"wrote {args.out} and {args.json} in {results['suite_seconds']:.0f} s")
+    return 0
 
+
+def _service(results: dict, model_dir: Path, uploads, plan: dict, api_env: dict[str, str]) -> None:
     print("service (API + Grad-CAM sidecar) under load", flush=True)
     with Services() as services:
         sidecar = services.start("sidecar", "app.sidecar.main:app", {"CXR_MODEL_DIR": str(model_dir)})
         sidecar.wait_healthy()
         api = services.start("api", "app.api.main:app",
-                             {"CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": sidecar.url})
+                             {"CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": sidecar.url, **api_env})
         results["model"] = api.wait_healthy()
         results["model_info"] = _get_json(api.url + "/model")
         results["load_predict"] = _load_series("predict", api.port, "/predict?gradcam=false", uploads,
                                                plan["predict"], plan["max_seconds"])
         results["load_gradcam"] = _load_series("predict+gradcam", api.port, "/predict?gradcam=true", uploads,
                                                plan["gradcam"], plan["max_seconds"], want_overlay=True)
-        results["memory"] = {"api_peak_rss_mb": api.peak_rss_mb(), "sidecar_peak_rss_mb": sidecar.peak_rss_mb()}
+        results["memory"].update(api_peak_rss_mb=api.peak_rss_mb(), sidecar_peak_rss_mb=sidecar.peak_rss_mb())
 
+
+def _peer(results: dict, model_dir: Path, uploads, plan: dict) -> None:
     print("naive Keras peer under the same load", flush=True)
     with Services() as services:
         peer = services.start("peer", "benchmarks.peer_server:app", {"CXR_MODEL_DIR": str(model_dir)})
@@ -98,14 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         results["load_peer"] = _load_series("peer", peer.port, "/predict", uploads, plan["peer"],
                                             plan["max_seconds"])
         results["memory"]["peer_peak_rss_mb"] = peer.peak_rss_mb()
-
-    results["suite_seconds"] = time.perf_counter() - started
-    text = report.render(results)
-    args.out.write_text(text)
-    args.json.write_text(json.dumps(results, indent=2, default=str))
-    print(text)
-    print(f"wrote {args.out} and {args.json} in {results['suite_seconds']:.0f} s")
-    return 0
 
 
 def _get_json(url: str) -> dict | None:

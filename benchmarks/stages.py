@@ -18,6 +18,7 @@ from benchmarks.common import DEFAULT_MODEL_DIR, load_uploads, setup_process_env
 
 # (key, label shown in the table), in chain order.
 STAGES = [
+    ("header", "read header (format, declared size)"),
     ("decode_full", "decode, full scale (reference, not used)"),
     ("decode", "decode (JPEG at reduced DCT scale)"),
     ("resize", "resize to model input (area)"),
@@ -37,9 +38,9 @@ def measure(model_dir: Path, reps: int) -> dict:
     import cv2
     import numpy as np
 
-    from app.api.inference import InferenceEngine
-    from app.imaging.decode import decode_image
-    from app.imaging.overlay import fit_long_side, overlay_png
+    from app.api.inference import InferenceEngine, preview_of
+    from app.imaging.decode import decode_image, read_header
+    from app.imaging.overlay import overlay_png
     from app.imaging.preprocess import Preprocessor
     from app.sidecar.config import SidecarSettings
     from app.sidecar.main import _load
@@ -66,6 +67,7 @@ def measure(model_dir: Path, reps: int) -> dict:
         if rep == 1:
             times.clear()
         for _, data in uploads:
+            header = timed("header", read_header, data)
             timed("decode_full", decode_image, data)
             gray = timed("decode", pre.decode, data)
             resized = timed("resize", pre.resize, gray)
@@ -74,7 +76,7 @@ def measure(model_dir: Path, reps: int) -> dict:
             if not np.array_equal(enhanced, pre.enhance(resized)):
                 raise AssertionError("the staged chain differs from Preprocessor.enhance")
             model_input = timed("to_float", lambda e: Preprocessor.to_float(e)[np.newaxis, :, :, np.newaxis], enhanced)
-            preview = timed("preview", fit_long_side, gray)
+            preview = timed("preview", preview_of, gray, header.width, header.height)
             prepared = timed("prepare", engine.prepare, data, 60_000_000)
             timed("onnx", engine.session.run, [card.output_name], {card.input_name: model_input})
             result = timed("gradcam", gradcam.compute, model_input[0, :, :, 0])
