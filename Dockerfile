@@ -2,14 +2,16 @@
 #   docker build --target api     -t chest-xray-classification-api .      # ONNX Runtime, no TensorFlow
 #   docker build --target gradcam -t chest-xray-classification-gradcam .  # Keras/TensorFlow Grad-CAM sidecar
 # Dependency sets come from pyproject.toml (api = [project].dependencies, gradcam = those plus
-# the `sidecar` extra), so the images and `pip install .` cannot drift apart. With BuildKit
-# (DOCKER_BUILDKIT=1) pip's cache lives in a cache mount, outside every layer.
+# the `sidecar` extra), so the images and `pip install .` cannot drift apart. The dependency
+# layers depend on pyproject.toml alone, so code and model changes rebuild only the small
+# layers. Works with BuildKit and with the classic builder (plain `docker-compose up` v1.29):
+# the api stages come first, so the classic builder never builds TensorFlow for `api`.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- build stages: virtual environments with the pinned dependencies -------------------
+# ---- shared: the pinned requirement sets, an empty virtual environment -----------------
 FROM ${PYTHON_IMAGE} AS deps
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
@@ -17,21 +19,6 @@ open('requirements-api.txt', 'w').write('\n'.join(p['dependencies']) + '\n'); \
 open('requirements-sidecar.txt', 'w').write('\n'.join(p['optional-dependencies']['sidecar']) + '\n')" \
     && python -m venv /opt/venv
 
-FROM deps AS venv-api
-RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/venv/bin/pip install --require-virtualenv -r requirements-api.txt
-
-FROM venv-api AS venv-gradcam
-RUN --mount=type=cache,target=/root/.cache/pip \
-    /opt/venv/bin/pip install --require-virtualenv -r requirements-api.txt -r requirements-sidecar.txt \
-    # Build-time only parts of TensorFlow: its C++ headers (~290 MB) and libclang (~60 MB).
-    && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include \
-    && /opt/venv/bin/pip uninstall --yes --quiet libclang pip
-
-FROM venv-api AS venv-api-final
-RUN /opt/venv/bin/pip uninstall --yes --quiet pip
-
-# ---- runtime base: non-root user and environment --------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -45,6 +32,12 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 WORKDIR /app
 
 # ---- api: FastAPI + ONNX Runtime, the serving set only ---------------------------------
+FROM deps AS venv-api
+RUN /opt/venv/bin/pip install --require-virtualenv -r requirements-api.txt
+
+FROM venv-api AS venv-api-final
+RUN /opt/venv/bin/pip uninstall --yes --quiet pip
+
 FROM runtime AS api
 COPY --from=venv-api-final /opt/venv /opt/venv
 COPY models/ ./models/
@@ -57,6 +50,12 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 CMD ["sh", "-c", "exec python -m uvicorn app.api.main:app --host \"$CXR_HOST\" --port \"$CXR_PORT\" --no-server-header"]
 
 # ---- gradcam: the Grad-CAM sidecar, serving set + TensorFlow ---------------------------
+FROM venv-api AS venv-gradcam
+RUN /opt/venv/bin/pip install --require-virtualenv -r requirements-api.txt -r requirements-sidecar.txt \
+    # Build-time only parts of TensorFlow: its C++ headers (~290 MB) and libclang (~60 MB).
+    && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include \
+    && /opt/venv/bin/pip uninstall --yes --quiet libclang pip
+
 FROM runtime AS gradcam
 COPY --from=venv-gradcam /opt/venv /opt/venv
 COPY models/ ./models/

@@ -22,7 +22,7 @@ BENCH_ARGS ?=
 export ORT_DISABLE_TELEMETRY := 1
 export KERAS_HOME := $(CURDIR)/.keras-home
 export TF_CPP_MIN_LOG_LEVEL := 2
-# BuildKit for docker-compose v1.29 (cache mounts); Compose v2 uses it anyway.
+# BuildKit for docker-compose v1.29 (faster, parallel stages); Compose v2 uses it anyway.
 export DOCKER_BUILDKIT := 1
 export COMPOSE_DOCKER_CLI_BUILD := 1
 
