@@ -120,6 +120,10 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
             raise HTTPException(status_code=422, detail=f"model input must be {size},{size}")
         if max(image_shape) > settings.max_image_side:
             raise HTTPException(status_code=413, detail=f"image side over {settings.max_image_side}")
+        expected = size * size + image_shape[0] * image_shape[1]
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) != expected:
+            raise HTTPException(status_code=422, detail=f"body has {declared} bytes, the shapes say {expected}")
         body = await request.body()
         try:
             enhanced, image = decode_request(body, input_shape, image_shape)
