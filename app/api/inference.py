@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -28,12 +29,21 @@ class ModelIntegrityError(RuntimeError):
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """One upload after the shared chain."""
+    """One upload after the shared chain.
+
+    The overlay background (`preview`) is made on first use only: a `/predict` without
+    Grad-CAM never needs it, and the resize cost ~15% of such a request's CPU.
+    """
 
     width: int  # of the upload, as its header declares
     height: int
     enhanced: np.ndarray  # uint8 (S, S): the model input before scaling to [0, 1]
-    preview: np.ndarray  # uint8 gray, long side <= 512: the overlay's background
+    decoded: np.ndarray  # uint8 gray as decoded (JPEGs may be at a reduced scale)
+
+    @cached_property
+    def preview(self) -> np.ndarray:
+        """uint8 gray, the upload's aspect, long side <= 512: the overlay's background."""
+        return preview_of(self.decoded, self.width, self.height)
 
     @property
     def model_input(self) -> np.ndarray:
@@ -92,7 +102,7 @@ class InferenceEngine:
             raise UnsupportedFormatError("DICOM uploads are not supported by this deployment") from None
         enhanced = pre.enhance(pre.resize(gray))
         width, height = (header.width, header.height) if header else (gray.shape[1], gray.shape[0])
-        return PreparedImage(width, height, enhanced, preview_of(gray, width, height))
+        return PreparedImage(width, height, enhanced, gray)
 
     def predict(self, prepared: PreparedImage) -> float:
         (output,) = self.session.run([self.card.output_name], {self.card.input_name: prepared.model_input})
