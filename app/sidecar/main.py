@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,7 +82,9 @@ def _load(settings: SidecarSettings) -> tuple[ModelCard, object]:
 def create_app(settings: SidecarSettings | None = None) -> FastAPI:
     settings = settings or SidecarSettings()
     state = SidecarState(settings)
-    lock = threading.Lock()  # one Grad-CAM at a time: the cores are shared with the API
+    # One Grad-CAM at a time (the cores are shared with the API); an asyncio lock so a
+    # request whose caller gave up while queued is dropped instead of computed.
+    gate = asyncio.Lock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,8 +134,7 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
 
         def work() -> dict:
             start = time.perf_counter()
-            with lock:
-                result = engine.compute(Preprocessor.to_float(enhanced))
+            result = engine.compute(Preprocessor.to_float(enhanced))
             mid = time.perf_counter()
             png = overlay_png(image, result.heatmap)
             return {
@@ -149,7 +150,10 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
                                "overlay": round((time.perf_counter() - mid) * 1000, 2)},
             }
 
-        return JSONResponse(await run_in_threadpool(work))
+        async with gate:
+            if await request.is_disconnected():
+                return JSONResponse(status_code=499, content={"detail": "client went away while queued"})
+            return JSONResponse(await run_in_threadpool(work))
 
     return app
 
