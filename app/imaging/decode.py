@@ -59,6 +59,44 @@ def sniff_format(data: bytes) -> ImageFormat:
     raise UnsupportedFormatError("unsupported file type: expected a JPEG, PNG or DICOM image")
 
 
+# JPEG markers that carry no length field, and the start-of-frame markers (which hold the size).
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first start-of-frame marker; None when the walk finds none."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in _JPEG_SOF:
+            if length < 7 or pos + 9 > end:
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        if marker in (0xD8, 0xD9, 0xDA) or length < 2:  # SOI again, EOI or scan data before any frame
+            return None
+        pos += 2 + length
+    return None
+
+
+def _fast_size(fmt: ImageFormat, data: bytes) -> tuple[int, int] | None:
+    """The declared size read straight from the bytes (~100x cheaper than PIL); None: ask PIL."""
+    if fmt is ImageFormat.JPEG:
+        return _jpeg_size(data)
+    if fmt is ImageFormat.PNG and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
 def read_header(data: bytes) -> ImageHeader:
     """Read format and declared dimensions without decoding the pixel data."""
     fmt = sniff_format(data)
@@ -67,6 +105,9 @@ def read_header(data: bytes) -> ImageHeader:
 
         width, height = read_dicom_header(data)
         return ImageHeader(fmt, width, height)
+    size = _fast_size(fmt, data)
+    if size is not None and min(size) > 0:
+        return ImageHeader(fmt, *size)
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
