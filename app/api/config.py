@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     gradcam_timeout_s: float = Field(2.0, gt=0)
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    # Most files in one POST /predict/batch (the body size limit applies to the whole request).
+    batch_max_files: int = Field(32, gt=0)
     # 0 lets onnxruntime pick (one thread per physical core).
     ort_threads: int = Field(0, ge=0)
     host: str = "127.0.0.1"

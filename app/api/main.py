@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from app.api.config import Settings
 from app.api.gradcam_client import GradcamClient
 from app.api.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, BodyTooLargeError, too_large_detail
-from app.api.routes import health, metrics, model, predict
+from app.api.routes import batch, health, metrics, model, predict, web
 from app.api.state import ServiceState
 from app.api.telemetry import Metrics, MetricsMiddleware
 from app.imaging.errors import ImageError
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = state
-    for module in (predict, health, model, metrics):
+    for module in (predict, batch, health, model, metrics, web):
         app.include_router(module.router)
 
     @app.exception_handler(ImageError)

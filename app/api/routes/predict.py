@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
-from app.api.gradcam_client import GradcamResult, GradcamUnavailable, check_agreement
+from app.api.gradcam_client import GradcamResult
+from app.api.service import PredictionFields, collect_overlay, fields_for, prepare_upload, start_overlay
 from app.api.state import State
 from app.api.upload import FIELD, read_upload
 
@@ -22,21 +22,14 @@ _UPLOAD_SCHEMA = {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": [FIELD],
-            "properties": {FIELD: {"type": "string", "format": "binary", "description": "JPEG or PNG X-ray"}},
+            "properties": {FIELD: {"type": "string", "format": "binary", "description": "JPEG, PNG or DICOM X-ray"}},
         }}},
     }
 }
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(PredictionFields):
     label: Literal["PNEUMONIA", "NORMAL"]
-    probability: float = Field(description="calibrated P(pneumonia), 0..1")
-    threshold: float
-    model_version: str
-    gradcam_overlay: str | None = Field(description="base64 PNG, the heat map over the upload, long side <= 512")
-    warnings: list[str]
-    gradcam_layer: str | None = None
-    image_size: list[int] = Field(description="[width, height] of the image as decoded")
     request_id: str
     timings_ms: dict[str, float]
 
@@ -46,13 +39,15 @@ def _ms(seconds: float) -> float:
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=_UPLOAD_SCHEMA,
-             responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
-                        422: {"description": "missing, empty or undecodable file"},
+             responses={413: {"description": "upload or image too large"},
+                        415: {"description": "not an image, or an unsupported DICOM transfer syntax"},
+                        422: {"description": "missing, empty or undecodable file; multi-frame or non-image DICOM"},
                         503: {"description": "model not loaded"}})
 async def predict(
     request: Request,
     state: State,
     gradcam: Annotated[bool, Query(description="also compute the Grad-CAM overlay")] = True,
+    preview: Annotated[bool, Query(description="also return the decoded image as a PNG (for the web page)")] = False,
 ) -> PredictResponse:
     engine = state.require_engine()
     settings, metrics = state.settings, state.metrics
@@ -64,16 +59,15 @@ async def predict(
     timings["read"] = _ms(time.perf_counter() - start)
 
     mark = time.perf_counter()
-    prepared = await run_in_threadpool(engine.prepare, data, settings.max_image_pixels)
+    upload = await run_in_threadpool(prepare_upload, engine, data, settings.max_image_pixels)
+    prepared = upload.prepared
     timings["preprocess"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("preprocess").observe(time.perf_counter() - mark)
 
     # The sidecar works while onnxruntime runs: both need only the preprocessed image.
     overlay_task: asyncio.Task[GradcamResult] | None = None
     if gradcam and state.gradcam is not None:
-        overlay_task = asyncio.create_task(
-            state.gradcam.overlay(prepared.enhanced, prepared.preview, engine.card.version)
-        )
+        overlay_task = start_overlay(state, engine, prepared)
     try:
         mark = time.perf_counter()
         probability = await run_in_threadpool(engine.predict, prepared)
@@ -84,34 +78,15 @@ async def predict(
             overlay_task.cancel()
         raise
 
-    label = engine.label_for(probability)
-    metrics.predictions.labels(label).inc()
-    warnings: list[str] = []
-    if min(prepared.width, prepared.height) < engine.input_size:
-        warnings.append(
-            f"image is {prepared.width}x{prepared.height}, smaller than the model input "
-            f"({engine.input_size}x{engine.input_size}); it was upscaled"
-        )
-
+    metrics.predictions.labels(engine.label_for(probability)).inc()
+    warnings = list(upload.warnings)
     overlay: str | None = None
     layer: str | None = None
     if overlay_task is not None:
         mark = time.perf_counter()
-        try:
-            result = await overlay_task
-            check_agreement(result, probability)
-        except GradcamUnavailable as exc:
-            metrics.gradcam_failures.labels(exc.reason).inc()
-            warnings.append(f"gradcam_overlay unavailable: {exc}")
-        else:
-            overlay, layer = result.overlay_png_base64, result.layer
-            if result.empty_heatmap:
-                warnings.append("Grad-CAM found no positive evidence for the predicted label; the heat map is empty")
+        overlay, layer = await collect_overlay(state, overlay_task, probability, warnings)
         timings["gradcam_wait"] = _ms(time.perf_counter() - mark)
 
+    fields = fields_for(engine, upload, probability, overlay, layer, warnings, preview=preview)
     timings["total"] = _ms(time.perf_counter() - start)
-    return PredictResponse(
-        label=label, probability=probability, threshold=engine.card.threshold, model_version=engine.card.version,
-        gradcam_overlay=overlay, warnings=warnings, gradcam_layer=layer,
-        image_size=[prepared.width, prepared.height], request_id=request_id, timings_ms=timings,
-    )
+    return PredictResponse(**fields, request_id=request_id, timings_ms=timings)

@@ -1,0 +1,176 @@
+"""POST /predict/batch: several files in the repeated multipart field `files`.
+
+All files are preprocessed (in parallel threads), then the good ones go through ONE
+onnxruntime call. Each file gets its own result, in upload order: the `/predict`
+fields, or `error` with the status code `/predict` would have answered for that file
+alone. A bad file never affects the others. Grad-CAM is off unless asked for, and then
+runs one file at a time (the sidecar computes one overlay at a time anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.inference import InferenceEngine
+from app.api.limits import BodyTooLargeError, too_large_detail
+from app.api.service import Upload, collect_overlay, fields_for, predict_many, prepare_upload, start_overlay
+from app.api.state import ServiceState, State
+from app.imaging.errors import ImageError
+
+router = APIRouter()
+FIELD = "files"
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": [FIELD],
+            "properties": {FIELD: {"type": "array", "items": {"type": "string", "format": "binary"},
+                                   "description": "JPEG, PNG or DICOM X-rays, the field repeated once per file"}},
+        }}},
+    }
+}
+
+
+class BatchResponse(BaseModel):
+    results: list[dict[str, Any]] = Field(
+        description="one per file, in order: {index, filename, status: 200, ...the /predict fields} "
+                    "or {index, filename, status, error, error_type}")
+    model_version: str
+    request_id: str
+    timings_ms: dict[str, float]
+
+
+class FileError(Exception):
+    """A per-file failure outside the image chain (empty, over the size limit)."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+
+
+async def read_files(request: Request, limit: int, max_files: int) -> list[tuple[str, bytes | FileError]]:
+    """(filename, bytes or the file's error) for each `files` part; 413/422 for the request as a whole."""
+    try:
+        form = await request.form(max_files=max_files, max_fields=16)
+    except BodyTooLargeError:
+        raise HTTPException(status_code=413, detail=too_large_detail(limit)) from None
+    except StarletteHTTPException as exc:
+        if "Too many files" in str(exc.detail):
+            raise HTTPException(status_code=413, detail=f"more than {max_files} files in one batch") from None
+        raise
+    try:
+        items: list[tuple[str, bytes | FileError]] = []
+        for upload in form.getlist(FIELD):
+            if not isinstance(upload, UploadFile):
+                continue
+            data = await upload.read(limit + 1)
+            name = upload.filename or ""
+            if len(data) > limit:
+                items.append((name, FileError(413, too_large_detail(limit))))
+            elif not data:
+                items.append((name, FileError(422, "the file is empty")))
+            else:
+                items.append((name, data))
+    finally:
+        await form.close()
+    if not items:
+        raise HTTPException(status_code=422, detail=f"multipart form field '{FIELD}' (image files) is required")
+    return items
+
+
+def _error(index: int, name: str, exc: ImageError | FileError) -> dict[str, Any]:
+    return {"index": index, "filename": name, "status": exc.status_code, "error": str(exc),
+            "error_type": type(exc).__name__}
+
+
+async def _prepare_all(
+    engine: InferenceEngine, items: list[tuple[str, bytes | FileError]], max_pixels: int
+) -> list[Upload | ImageError | FileError]:
+    async def one(item: bytes | FileError) -> Upload | ImageError | FileError:
+        if isinstance(item, FileError):
+            return item
+        try:
+            return await run_in_threadpool(prepare_upload, engine, item, max_pixels)
+        except ImageError as exc:
+            return exc
+
+    return list(await asyncio.gather(*(one(item) for _, item in items)))
+
+
+async def _overlays(
+    state: ServiceState, engine: InferenceEngine, uploads: list[Upload], probabilities: list[float]
+) -> list[tuple[str | None, str | None, list[str]]]:
+    """One sidecar call at a time, each with its own deadline."""
+    results = []
+    for upload, probability in zip(uploads, probabilities, strict=True):
+        warnings = list(upload.warnings)
+        overlay, layer = await collect_overlay(state, start_overlay(state, engine, upload.prepared), probability,
+                                               warnings)
+        results.append((overlay, layer, warnings))
+    return results
+
+
+@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=_UPLOAD_SCHEMA,
+             responses={413: {"description": "request body too large, or too many files"},
+                        422: {"description": "no files"}, 503: {"description": "model not loaded"}})
+async def predict_batch(
+    request: Request,
+    state: State,
+    gradcam: Annotated[bool, Query(description="also compute the Grad-CAM overlay of each file (slow)")] = False,
+) -> BatchResponse:
+    engine = state.require_engine()
+    settings, metrics = state.settings, state.metrics
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    items = await read_files(request, settings.max_upload_bytes, settings.batch_max_files)
+    timings["read"] = _ms(time.perf_counter() - start)
+
+    mark = time.perf_counter()
+    prepared = await _prepare_all(engine, items, settings.max_image_pixels)
+    timings["preprocess"] = _ms(time.perf_counter() - mark)
+    metrics.stage_latency.labels("preprocess_batch").observe(time.perf_counter() - mark)
+
+    good = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Upload)]
+    uploads = [p for _, p in good]
+    mark = time.perf_counter()
+    probabilities = await run_in_threadpool(predict_many, engine, [u.prepared for u in uploads])
+    timings["inference"] = _ms(time.perf_counter() - mark)
+    metrics.stage_latency.labels("inference_batch").observe(time.perf_counter() - mark)
+
+    if gradcam and state.gradcam is not None:
+        mark = time.perf_counter()
+        extras = await _overlays(state, engine, uploads, probabilities)
+        timings["gradcam"] = _ms(time.perf_counter() - mark)
+    else:
+        extras = [(None, None, list(u.warnings)) for u in uploads]
+
+    results: list[dict[str, Any]] = [{} for _ in items]
+    for (index, upload), probability, (overlay, layer, warnings) in zip(good, probabilities, extras, strict=True):
+        metrics.predictions.labels(engine.label_for(probability)).inc()
+        fields = fields_for(engine, upload, probability, overlay, layer, warnings)
+        fields.pop("preview_png")
+        results[index] = {"index": index, "filename": items[index][0], "status": 200, **fields}
+    for index, outcome in enumerate(prepared):
+        if not isinstance(outcome, Upload):
+            metrics.rejected_inputs.labels(str(outcome.status_code)).inc()
+            results[index] = _error(index, items[index][0], outcome)
+
+    timings["total"] = _ms(time.perf_counter() - start)
+    return BatchResponse(results=results, model_version=engine.card.version, request_id=request_id,
+                         timings_ms=timings)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)

@@ -1,0 +1,120 @@
+"""The prediction steps shared by `/predict` and `/predict/batch`.
+
+Each step is a function of the service state and one upload, so the single route and
+the batch route stay the same computation: the same chain, the same warnings, the same
+overlay checks. Only the onnxruntime call differs (one image vs one stacked batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.api.gradcam_client import GradcamResult, GradcamUnavailable, check_agreement
+from app.api.inference import InferenceEngine, PreparedImage
+from app.api.state import ServiceState
+from app.imaging.decode import ImageFormat, sniff_format
+
+
+class PredictionFields(BaseModel):
+    """What `/predict` answers for one image (and each good file of a batch)."""
+
+    label: str = Field(description="PNEUMONIA or NORMAL")
+    probability: float = Field(description="calibrated P(pneumonia), 0..1")
+    threshold: float
+    model_version: str
+    gradcam_overlay: str | None = Field(description="base64 PNG, the heat map over the upload, long side <= 512")
+    warnings: list[str]
+    gradcam_layer: str | None = None
+    image_size: list[int] = Field(description="[width, height] of the image as decoded")
+    dicom: dict[str, Any] | None = Field(
+        None, description="for DICOM uploads: modality, view position and other non-identifying tags")
+    preview_png: str | None = Field(
+        None, description="with ?preview=true: base64 PNG of the image as decoded (8-bit gray, long side <= 512)")
+
+
+@dataclass
+class Upload:
+    """One prepared upload: the model input plus what the response echoes about it."""
+
+    prepared: PreparedImage
+    dicom: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Upload:
+    """Bytes -> `Upload` (blocking: call from the threadpool); raises `ImageError` subclasses."""
+    prepared = engine.prepare(data, max_pixels)
+    dicom = None
+    if sniff_format(data) is ImageFormat.DICOM:
+        from app.imaging.dicom import dicom_summary
+
+        dicom = dicom_summary(data)
+    upload = Upload(prepared, dicom)
+    if min(prepared.width, prepared.height) < engine.input_size:
+        upload.warnings.append(
+            f"image is {prepared.width}x{prepared.height}, smaller than the model input "
+            f"({engine.input_size}x{engine.input_size}); it was upscaled"
+        )
+    return upload
+
+
+def predict_many(engine: InferenceEngine, prepared: list[PreparedImage]) -> list[float]:
+    """One onnxruntime call for the whole list (the exported model has a dynamic batch axis)."""
+    if not prepared:
+        return []
+    batch = np.concatenate([p.model_input for p in prepared], axis=0)
+    (output,) = engine.session.run([engine.card.output_name], {engine.card.input_name: batch})
+    return [float(p) for p in np.asarray(output).reshape(len(prepared), -1)[:, 0]]
+
+
+def start_overlay(state: ServiceState, engine: InferenceEngine, prepared: PreparedImage) -> asyncio.Task[GradcamResult]:
+    """Ask the sidecar now; the answer is awaited by `collect_overlay`."""
+    assert state.gradcam is not None
+    return asyncio.create_task(state.gradcam.overlay(prepared.enhanced, prepared.preview, engine.card.version))
+
+
+async def collect_overlay(
+    state: ServiceState, task: asyncio.Task[GradcamResult], probability: float, warnings: list[str]
+) -> tuple[str | None, str | None]:
+    """(overlay, layer), or (None, None) with the reason appended to `warnings`."""
+    try:
+        result = await task
+        check_agreement(result, probability)
+    except GradcamUnavailable as exc:
+        state.metrics.gradcam_failures.labels(exc.reason).inc()
+        warnings.append(f"gradcam_overlay unavailable: {exc}")
+        return None, None
+    if result.empty_heatmap:
+        warnings.append("Grad-CAM found no positive evidence for the predicted label; the heat map is empty")
+    return result.overlay_png_base64, result.layer
+
+
+def preview_png(prepared: PreparedImage) -> str:
+    """The decoded image as the page shows it beside the overlay (DICOM has no browser preview)."""
+    import base64
+
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", prepared.preview, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("cannot encode the preview PNG")
+    return base64.b64encode(encoded.tobytes()).decode("ascii")
+
+
+def fields_for(
+    engine: InferenceEngine, upload: Upload, probability: float, overlay: str | None, layer: str | None,
+    warnings: list[str], preview: bool = False,
+) -> dict[str, Any]:
+    """The `PredictionFields` of one image, as a dict."""
+    prepared = upload.prepared
+    return {
+        "label": engine.label_for(probability), "probability": probability, "threshold": engine.card.threshold,
+        "model_version": engine.card.version, "gradcam_overlay": overlay, "warnings": warnings,
+        "gradcam_layer": layer, "image_size": [prepared.width, prepared.height], "dicom": upload.dicom,
+        "preview_png": preview_png(prepared) if preview else None,
+    }
