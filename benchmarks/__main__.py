@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(SECTIONS)}; a partial run writes only --json")
     parser.add_argument("--api-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the API process (to compare settings)")
+    parser.add_argument("--app-root", type=Path,
+                        help="run the services from this copy of the project (e.g. an older commit's git archive)")
     args = parser.parse_args(argv)
+    if args.app_root:
+        os.environ["CXR_BENCH_APP_ROOT"] = str(args.app_root.resolve())
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -80,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     uploads = load_uploads()
     started = time.perf_counter()
     results: dict = {"quick": args.quick, "model_dir": str(model_dir), "plan": {k: v for k, v in plan.items()},
-                     "api_env": api_env, "memory": {}}
+                     "api_env": api_env, "memory": {},
+                     "app_root": os.environ.get("CXR_BENCH_APP_ROOT")}
 
     print("in process", flush=True)
     if "stages" in sections:

@@ -22,9 +22,15 @@ def bench_env(**extra: str) -> dict[str, str]:
     env.setdefault("ORT_DISABLE_TELEMETRY", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("KERAS_HOME", str(REPO / ".keras-home"))
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    roots = [str(app_root()), str(REPO)] if app_root() != REPO else [str(REPO)]
+    env["PYTHONPATH"] = os.pathsep.join(roots + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(extra)
     return env
+
+
+def app_root() -> Path:
+    """Where the services' code comes from: this checkout, or another one (before/after comparisons)."""
+    return Path(os.environ.get("CXR_BENCH_APP_ROOT") or REPO).resolve()
 
 
 def setup_process_env() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import REPO, bench_env
+from benchmarks.common import app_root, bench_env
 
 STOP_GRACE_S = 10.0
 
@@ -63,7 +63,7 @@ class Service:
         command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                    "--no-server-header", *extra_args]
         self._log_handle = open(self.log, "wb")
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=self._log_handle,
+        self.process = subprocess.Popen(command, cwd=app_root(), env=env, stdout=self._log_handle,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
