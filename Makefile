@@ -36,7 +36,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[sidecar,training,dev]"
 	touch $@
 
-test: install
+# Debian's chromium + chromedriver for the web page test (idempotent; skipped without root).
+browser:
+	bash scripts/install-browser.sh
+
+test: install browser
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 serve: install
