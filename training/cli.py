@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -52,12 +52,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or 18 (default: %(default)s)")
 
 
+def _add_finalize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finalize", help="calibrate + threshold + export from a run's best checkpoint, without training (finishes a stopped run)")
+    p.add_argument("--run", type=Path, default=Path("runs/latest"), help="run folder written by train (default: %(default)s)")
+    p.add_argument("--export-to", type=Path, default=Path("models"), help="export destination; 'none' to skip (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
     _add_export(sub)
+    _add_finalize(sub)
     return parser
 
 
@@ -81,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
             from training.export import export_run
 
             export_run(config.out, args.export_to)
+        return 0
+    if args.command == "finalize":
+        from training.train import refinalize
+
+        refinalize(args.run)
+        if str(args.export_to).lower() != "none":
+            from training.export import export_run
+
+            export_run(args.run, args.export_to)
         return 0
     if args.command == "export":
         from training.export import export_run

@@ -58,6 +58,25 @@ def fold_platt_into_logit(model: keras.Model, a: float, b: float) -> None:
     layer.set_weights([kernel * a, bias * a + b])
 
 
+class RunRecorder(keras.callbacks.Callback):
+    """Keeps run.json current after every epoch, so a stopped run can still be finalized."""
+
+    def __init__(self, path: Path, summary: dict) -> None:
+        super().__init__()
+        self.path, self.summary = path, summary
+        self.started = time.time()
+        summary.setdefault("history", {})
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        history = self.summary["history"]
+        for key, value in (logs or {}).items():
+            history.setdefault(key, []).append(float(value))
+        self.summary["epochs_run"] = epoch + 1
+        self.summary["best_epoch"] = int(np.argmax(history["val_auc"])) + 1 if "val_auc" in history else None
+        self.summary["fit_seconds"] = round(time.time() - self.started, 1)
+        self.path.write_text(json.dumps(self.summary, indent=2))
+
+
 def callbacks_for(config: TrainConfig) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.CSVLogger(str(config.out / "history.csv")),
@@ -108,19 +127,6 @@ def train(config: TrainConfig) -> dict:
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
-    batches = AugmentedBatches(
-        train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed
-    )
-    fit_started = time.time()
-    history = model.fit(
-        batches,
-        validation_data=(val_inputs, val_labels.astype(np.float32)),
-        epochs=config.epochs,
-        class_weight=balanced_class_weight(train_labels),
-        callbacks=callbacks_for(config),
-        verbose=config.verbose,
-    )
-    fit_seconds = time.time() - fit_started
     summary = {
         "config": config.to_dict(),
         "data": {
@@ -129,15 +135,23 @@ def train(config: TrainConfig) -> dict:
             "train_patients": len({s.patient for s in train_samples}),
             "validation_patients": len({s.patient for s in val_samples}),
         },
-        "epochs_run": len(history.history["loss"]),
-        "best_epoch": int(np.argmax(history.history["val_auc"])) + 1,
-        "fit_seconds": round(fit_seconds, 1),
-        "total_seconds": round(time.time() - started, 1),
         "parameters": int(model.count_params()),
         "gradcam_layer": gradcam_layer_for(model),
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "cpu_count": os.cpu_count(),
     }
+    recorder = RunRecorder(config.out / "run.json", summary)
+    batches = AugmentedBatches(
+        train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed
+    )
+    model.fit(
+        batches,
+        validation_data=(val_inputs, val_labels.astype(np.float32)),
+        epochs=config.epochs,
+        class_weight=balanced_class_weight(train_labels),
+        callbacks=[*callbacks_for(config), recorder],
+        verbose=config.verbose,
+    )
+    summary["total_seconds"] = round(time.time() - started, 1)
     return finalize(config.out, model, val_inputs, val_labels, summary)
 
 
@@ -171,7 +185,11 @@ def finalize(run_dir: Path, model: keras.Model, val_inputs: np.ndarray, val_labe
 
 
 def refinalize(run_dir: Path) -> dict:
-    """Redo calibration and threshold from the run's best checkpoint (no retraining)."""
+    """Calibrate, pick the threshold and save from the run's best checkpoint, without training.
+
+    Finishes a run that was stopped before its last epoch (run.json is kept current
+    after every epoch), or redoes the calibration of a finished one.
+    """
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "run.json").read_text())
     config = summary["config"]
