@@ -143,6 +143,8 @@ def render(results: dict) -> str:
         f"- Commit {m['commit']}, {m['date_utc']}; suite ran in {results.get('suite_seconds', 0):.0f} s",
         f"- Model {model.get('model_version', '?')} ({model_input_text(info)}), from `{results['model_dir']}`",
         "- Input: the 16 full-resolution X-rays of `../shared/data/val16_fullres` (JPEG, 968x592 to 1776x1416)",
+        "- Services as the images run them: `python -m uvicorn app.api.main:app` and `app.sidecar.main:app`, one"
+        " process each, default settings" + _as_run(results),
         "",
         "## Targets",
         "",
@@ -198,6 +200,11 @@ def render(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _as_run(results: dict) -> str:
+    text = f"; API environment {results['api_env']}" if results.get("api_env") else ""
+    return text + (f"; code from `{results['app_root']}`" if results.get("app_root") else "")
 
 
 def model_input_text(info: dict) -> str:
