@@ -169,3 +169,20 @@ def test_bad_file_shows_a_clear_error(site: Site, browser, tmp_path: Path) -> No
     message = browser.find_element(By.ID, "error").text
     assert "not a file type the service reads" in message and "415" in message
     assert not browser.find_element(By.ID, "result").is_displayed()
+
+
+def test_dropping_a_file_predicts_it(site: Site, browser) -> None:
+    import base64
+
+    browser.get(site.url + "/")
+    data = base64.b64encode(FIXTURE_JPEGS[0].read_bytes()).decode("ascii")
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], arguments[1], {type: "image/jpeg"}));
+        document.getElementById("drop-zone").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    """, data, FIXTURE_JPEGS[0].name)
+    wait_for_result(browser)
+    assert browser.find_element(By.ID, "file-name").text == FIXTURE_JPEGS[0].name
+    assert browser.find_element(By.ID, "label").text in ("PNEUMONIA", "NORMAL")
