@@ -186,3 +186,16 @@ def test_dropping_a_file_predicts_it(site: Site, browser) -> None:
     wait_for_result(browser)
     assert browser.find_element(By.ID, "file-name").text == FIXTURE_JPEGS[0].name
     assert browser.find_element(By.ID, "label").text in ("PNEUMONIA", "NORMAL")
+
+
+def test_batch_with_gradcam_returns_an_overlay_per_file(site: Site) -> None:
+    """Not the page, but it needs the same running sidecar: Grad-CAM asked for on a batch."""
+    import httpx
+
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in FIXTURE_JPEGS]
+    files.append(("files", ("notes.txt", b"not an image", "text/plain")))
+    response = httpx.post(site.url + "/predict/batch", params={"gradcam": "true"}, files=files, timeout=60)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [200, 200, 415]
+    assert all(r["gradcam_overlay"] and r["gradcam_layer"] for r in results[:2]), [r["warnings"] for r in results]
