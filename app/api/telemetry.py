@@ -62,8 +62,22 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
+            name = _route_name(scope)
             method = scope.get("method", "")
             self.metrics.requests.labels(name, method, str(status)).inc()
             self.metrics.latency.labels(name, method).observe(time.perf_counter() - start)
+
+
+def _route_name(scope: Scope) -> str:
+    """The matched route's template; for answers given before routing (early 413s), the path
+    itself when it is one of the app's paths; else "unmatched" (raw paths would explode the label set)."""
+    route = scope.get("route")
+    if getattr(route, "path", None):
+        return route.path
+    app = scope.get("app")
+    path = scope.get("path", "")
+    try:
+        known = app.openapi()["paths"] if app is not None else {}  # cached by FastAPI after the first call
+    except Exception:  # a broken schema must not break the metrics
+        known = {}
+    return path if path in known else "unmatched"

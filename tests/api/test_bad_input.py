@@ -120,6 +120,9 @@ def test_predict_declared_length_over_limit_returns_413_before_reading(model_dir
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413
     assert receive_calls == 0
+    metrics = app.state.service.metrics.registry.get_sample_value(
+        "cxr_http_requests_total", {"route": "/predict", "method": "POST", "status": "413"})
+    assert metrics == 1.0
 
 
 def test_predict_after_bad_requests_still_answers(client: TestClient) -> None:
