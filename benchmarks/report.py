@@ -187,9 +187,9 @@ def render(results: dict) -> str:
     ceiling = results["ceiling"]
     lines += ["", "## 4. The ceiling and the peer", "",
               "In-process throughput of decode + preprocessing + ONNX inference (no HTTP), uploads from memory:", ""]
-    lines += _table(["worker threads", "onnxruntime threads", "images", "images/s"],
-                    [[c["threads"], c["ort_threads"] or "auto", c["images"], _f(c["images_per_s"])]
-                     for c in ceiling["layouts"]])
+    lines += _table(["worker threads", "onnxruntime threads", "spin-wait", "images", "images/s"],
+                    [[c["threads"], c["ort_threads"] or "auto (1/core)", "yes" if c.get("spinning", True) else "no",
+                      c["images"], _f(c["images_per_s"])] for c in ceiling["layouts"]])
     top = r["top_concurrency"]
     lines += [
         "",
