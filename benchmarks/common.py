@@ -43,7 +43,7 @@ def setup_process_env() -> None:
 def upload_files(folder: Path = VAL16) -> list[Path]:
     files = sorted(folder.glob("*/*.jpeg"))
     if not files:
-        raise FileNotFoundError(f"no uploads in {folder} (expected */*.jpeg)")
+        raise FileNotFoundError(f"no uploads in {folder} (expected */*.jpeg; set SHARED_DATA to the data folder)")
     return files
 
 
