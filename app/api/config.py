@@ -1,13 +1,22 @@
-"""API configuration: every knob is an environment variable with the `CXR_` prefix."""
+"""API configuration: every knob is an environment variable with the `CXR_` prefix.
+
+Validators refuse unsafe values at start-up (a short API key, a CORS wildcard, a path
+or credentials in an origin) instead of serving with them.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.imaging.decode import DEFAULT_MAX_PIXELS
+
+MIN_API_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -24,3 +33,62 @@ class Settings(BaseSettings):
     ort_threads: int = Field(0, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
+
+    # --- access ---
+    # When set, every route but /health* needs `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+    api_key: SecretStr | None = None
+    # Origins allowed to call the API from a browser (comma-separated); empty = no CORS headers at all.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- back-pressure ---
+    # Requests in flight (health checks excluded); beyond it: 503 with Retry-After at once.
+    max_in_flight: int = Field(64, ge=1, le=10_000)
+    retry_after_s: int = Field(1, ge=1, le=3600)
+
+    # --- Grad-CAM circuit breaker ---
+    # Consecutive sidecar failures that open the breaker; 0 disables it (always wait for the sidecar).
+    gradcam_breaker_failures: int = Field(3, ge=0, le=1000)
+    # How long an open breaker skips the sidecar before one request probes it again.
+    gradcam_breaker_open_s: float = Field(15.0, gt=0, le=3600)
+
+    # --- logs ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _api_key(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value == ""):
+            return None  # CXR_API_KEY= (empty) means no key, not an empty key
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if len(text) < MIN_API_KEY_LENGTH or text != text.strip() or not text.isprintable():
+            raise ValueError(f"api_key must be at least {MIN_API_KEY_LENGTH} printable characters, no outer spaces")
+        return text
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*" or "*" in origin:
+                raise ValueError("cors_origins: wildcards are refused; list each origin")
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
+                    or parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"cors_origins: {origin!r} is not an origin like https://host[:port]")
+        return [origin.rstrip("/") for origin in origins]
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelName(self.log_level)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from app.api.circuit_breaker import CircuitBreaker
 from app.gradcam_protocol import encode_request
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -38,9 +39,10 @@ class GradcamResult:
 
 
 class GradcamClient:
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, timeout_s: float, breaker: CircuitBreaker | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.breaker = breaker or CircuitBreaker(0, 1.0)  # disabled unless given
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s))
 
     async def aclose(self) -> None:
@@ -57,7 +59,30 @@ class GradcamClient:
         return True, "ok"
 
     async def overlay(self, model_input: np.ndarray, image: np.ndarray, model_version: str) -> GradcamResult:
-        """Ask for the overlay; raise `GradcamUnavailable` with the reason on any failure."""
+        """Ask for the overlay; raise `GradcamUnavailable` with the reason on any failure.
+
+        While the circuit breaker is open the sidecar is not called at all.
+        """
+        breaker = self.breaker
+        if not breaker.allow():
+            raise GradcamUnavailable(
+                "circuit_open", f"Grad-CAM skipped: the sidecar failed {breaker.threshold} times in a row; "
+                f"next try in {breaker.retry_in_s():.0f} s")
+        try:
+            result = await self._overlay(model_input, image, model_version)
+        except GradcamUnavailable as exc:
+            if exc.reason == "model_mismatch":  # the sidecar answers; it runs another model
+                breaker.record_success()
+            else:
+                breaker.record_failure()
+            raise
+        except BaseException:  # cancelled, or a bug: no verdict on the sidecar
+            breaker.release()
+            raise
+        breaker.record_success()
+        return result
+
+    async def _overlay(self, model_input: np.ndarray, image: np.ndarray, model_version: str) -> GradcamResult:
         body, headers = encode_request(model_input, image, model_version)
         try:
             async with asyncio.timeout(self.timeout_s):  # httpx timeouts are per phase, not total

@@ -9,10 +9,15 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from app.api.backpressure import InFlightLimitMiddleware
+from app.api.circuit_breaker import CircuitBreaker
 from app.api.config import Settings
+from app.api.errors import install_error_handlers
 from app.api.gradcam_client import GradcamClient
 from app.api.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, BodyTooLargeError, too_large_detail
+from app.api.request_log import RequestLogMiddleware, configure_logging
 from app.api.routes import batch, health, metrics, model, predict, web
+from app.api.security import ApiKeyMiddleware, add_cors
 from app.api.state import ServiceState
 from app.api.telemetry import Metrics, MetricsMiddleware
 from app.imaging.errors import ImageError
@@ -20,12 +25,14 @@ from app.imaging.errors import ImageError
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    configure_logging(settings.log_level_number, settings.log_format)
     state = ServiceState(settings=settings, metrics=Metrics())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.load)
-        state.gradcam = GradcamClient(settings.gradcam_url, settings.gradcam_timeout_s)
+        breaker = CircuitBreaker(settings.gradcam_breaker_failures, settings.gradcam_breaker_open_s)
+        state.gradcam = GradcamClient(settings.gradcam_url, settings.gradcam_timeout_s, breaker)
         try:
             yield
         finally:
@@ -52,14 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(status_code=413, content={"detail": too_large_detail(settings.max_upload_bytes)},
                             headers={"Connection": "close"})
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=500, content={"detail": "internal error", "error": type(exc).__name__})
+    install_error_handlers(app)
 
-    # Added last = outermost: metrics see every answer, including the early 413s.
+    # Added last = outermost. From the outside in: request id + log line, metrics (they see every
+    # answer, the early 401/413/503s included), CORS, API key, in-flight bound, body size limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
                        upload_limit=settings.max_upload_bytes)
+    app.add_middleware(InFlightLimitMiddleware, limit=settings.max_in_flight, retry_after_s=settings.retry_after_s)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    add_cors(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(RequestLogMiddleware,
+                       model_version=lambda: state.engine.card.version if state.engine is not None else None)
     return app
 
 

@@ -37,9 +37,20 @@ class ServiceState:
         self.load_error = None
         log.info("model %s loaded from %s", engine.card.version, self.settings.model_dir)
 
+    @property
+    def public_load_status(self) -> str:
+        """Why there is no model, for clients: a category, never the exception text (paths, library messages)."""
+        if not self.load_error:
+            return "model is loading"
+        if self.load_error.startswith("FileNotFoundError"):
+            return "model_card.json or a model file is missing; see the service log"
+        if self.load_error.startswith("ModelIntegrityError"):
+            return "a model file's sha256 does not match the model card; see the service log"
+        return "the model could not be loaded; see the service log"
+
     def require_engine(self) -> InferenceEngine:
         if self.engine is None:
-            raise HTTPException(status_code=503, detail=f"model not loaded: {self.load_error or 'starting'}")
+            raise HTTPException(status_code=503, detail=f"model not loaded: {self.public_load_status}")
         return self.engine
 
 

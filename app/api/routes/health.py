@@ -12,7 +12,7 @@ router = APIRouter()
 
 def _not_ready(state: ServiceState) -> JSONResponse:
     return JSONResponse(status_code=503, content={
-        "status": "unavailable", "model_loaded": False, "detail": state.load_error or "model is loading",
+        "status": "unavailable", "model_loaded": False, "detail": state.public_load_status,
     })
 
 
