@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(SECTIONS)}; a partial run writes only --json")
     parser.add_argument("--api-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the API process (to compare settings)")
+    parser.add_argument("--sidecar-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the sidecar process")
     parser.add_argument("--app-root", type=Path,
                         help="run the services from this copy of the project (e.g. an older commit's git archive)")
     args = parser.parse_args(argv)
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
     api_env = dict(item.split("=", 1) for item in args.api_env)
+    sidecar_env = dict(item.split("=", 1) for item in args.sidecar_env)
     model_dir = args.model_dir.resolve()
     if not (model_dir / "model_card.json").is_file():
         print(f"no model in {model_dir}: run 'make train' first (or pass --model-dir)", file=sys.stderr)
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     uploads = load_uploads()
     started = time.perf_counter()
     results: dict = {"quick": args.quick, "model_dir": str(model_dir), "plan": {k: v for k, v in plan.items()},
-                     "api_env": api_env, "memory": {},
+                     "api_env": api_env, "sidecar_env": sidecar_env, "memory": {},
                      "app_root": os.environ.get("CXR_BENCH_APP_ROOT")}
 
     print("in process", flush=True)
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ceiling" in sections:
         results["ceiling"] = _in_process("ceiling", model_dir, ["--passes", str(plan["ceiling_passes"])])
     if "service" in sections:
-        _service(results, model_dir, uploads, plan, api_env)
+        _service(results, model_dir, uploads, plan, api_env, sidecar_env)
     if "peer" in sections:
         _peer(results, model_dir, uploads, plan)
     results["suite_seconds"] = time.perf_counter() - started
@@ -113,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _service(results: dict, model_dir: Path, uploads, plan: dict, api_env: dict[str, str]) -> None:
+def _service(results: dict, model_dir: Path, uploads, plan: dict, api_env: dict[str, str],
+             sidecar_env: dict[str, str]) -> None:
     print("service (API + Grad-CAM sidecar) under load", flush=True)
     with Services() as services:
-        sidecar = services.start("sidecar", "app.sidecar.main:app", {"CXR_MODEL_DIR": str(model_dir)})
+        sidecar = services.start("sidecar", "app.sidecar.main:app", {"CXR_MODEL_DIR": str(model_dir), **sidecar_env})
         sidecar.wait_healthy()
         api = services.start("api", "app.api.main:app",
                              {"CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": sidecar.url, **api_env})

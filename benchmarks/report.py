@@ -204,6 +204,7 @@ def render(results: dict) -> str:
 
 def _as_run(results: dict) -> str:
     text = f"; API environment {results['api_env']}" if results.get("api_env") else ""
+    text += f"; sidecar environment {results['sidecar_env']}" if results.get("sidecar_env") else ""
     return text + (f"; code from `{results['app_root']}`" if results.get("app_root") else "")
 
 
