@@ -15,6 +15,7 @@ from app.api.config import Settings
 from app.api.errors import install_error_handlers
 from app.api.gradcam_client import GradcamClient
 from app.api.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, BodyTooLargeError, too_large_detail
+from app.api.openapi import document_errors
 from app.api.request_log import RequestLogMiddleware, configure_logging
 from app.api.routes import batch, health, metrics, model, predict, web
 from app.api.security import ApiKeyMiddleware, add_cors
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             headers={"Connection": "close"})
 
     install_error_handlers(app)
+    document_errors(app)
 
     # Added last = outermost. From the outside in: request id + log line, metrics (they see every
     # answer, the early 401/413/503s included), CORS, API key, in-flight bound, body size limit.
