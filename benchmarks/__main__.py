@@ -9,6 +9,7 @@ subprocesses on free localhost ports and always stopped at the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 from benchmarks import report
 from benchmarks.common import DEFAULT_MODEL_DIR, REPO, RESULTS_JSON, RESULTS_MD, bench_env, load_uploads
 from benchmarks.load import run_load
-from benchmarks.services import Services
+from benchmarks.services import Service, Services
 
 SECTIONS = ("stages", "runtimes", "ceiling", "service", "peer")
 FULL = {
@@ -45,14 +46,26 @@ def _in_process(module: str, model_dir: Path, args: list[str]) -> dict:
         return json.loads(Path(out.name).read_text())
 
 
-def _load_series(name: str, port: int, path: str, uploads, counts: dict[int, int], max_seconds: float,
-                 want_overlay: bool = False) -> list[dict]:
+def _snapshot(into: list[float], service: Service, also: Service | None) -> None:
+    into[:] = [service.cpu_seconds(), also.cpu_seconds() if also else 0.0]
+
+
+def _load_series(name: str, service: Service, path: str, uploads, counts: dict[int, int], max_seconds: float,
+                 want_overlay: bool = False, also: Service | None = None) -> list[dict]:
+    """One closed-loop run per concurrency; adds the server's CPU time per answered request."""
     rows = []
     for concurrency, total in counts.items():
-        row = run_load(name, "127.0.0.1", port, path, uploads, concurrency=concurrency, requests=total,
-                       max_seconds=max_seconds, want_overlay=want_overlay)
+        before: list[float] = []
+        snapshot = functools.partial(_snapshot, before, service, also)
+        row = run_load(name, "127.0.0.1", service.port, path, uploads, concurrency=concurrency, requests=total,
+                       max_seconds=max_seconds, want_overlay=want_overlay, on_start=snapshot)
+        done = max(row["ok"] + row["errors"], 1)
+        row["server_cpu_ms_per_request"] = 1000.0 * (service.cpu_seconds() - before[0]) / done
+        if also:
+            row["sidecar_cpu_ms_per_request"] = 1000.0 * (also.cpu_seconds() - before[1]) / done
         print(f"  {name} c={concurrency}: {row['throughput_rps']:.1f} req/s, p50 {row['p50_ms']:.1f} ms, "
-              f"p95 {row['p95_ms']:.1f} ms, errors {row['errors']}", flush=True)
+              f"p95 {row['p95_ms']:.1f} ms, errors {row['errors']}, "
+              f"server CPU {row['server_cpu_ms_per_request']:.1f} ms/request", flush=True)
         rows.append(row)
     return rows
 
@@ -126,10 +139,10 @@ def _service(results: dict, model_dir: Path, uploads, plan: dict, api_env: dict[
                              {"CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": sidecar.url, **api_env})
         results["model"] = api.wait_healthy()
         results["model_info"] = _get_json(api.url + "/model")
-        results["load_predict"] = _load_series("predict", api.port, "/predict?gradcam=false", uploads,
+        results["load_predict"] = _load_series("predict", api, "/predict?gradcam=false", uploads,
                                                plan["predict"], plan["max_seconds"])
-        results["load_gradcam"] = _load_series("predict+gradcam", api.port, "/predict?gradcam=true", uploads,
-                                               plan["gradcam"], plan["max_seconds"], want_overlay=True)
+        results["load_gradcam"] = _load_series("predict+gradcam", api, "/predict?gradcam=true", uploads,
+                                               plan["gradcam"], plan["max_seconds"], want_overlay=True, also=sidecar)
         results["memory"].update(api_peak_rss_mb=api.peak_rss_mb(), sidecar_peak_rss_mb=sidecar.peak_rss_mb())
 
 
@@ -138,7 +151,7 @@ def _peer(results: dict, model_dir: Path, uploads, plan: dict) -> None:
     with Services() as services:
         peer = services.start("peer", "benchmarks.peer_server:app", {"CXR_MODEL_DIR": str(model_dir)})
         peer.wait_healthy()
-        results["load_peer"] = _load_series("peer", peer.port, "/predict", uploads, plan["peer"],
+        results["load_peer"] = _load_series("peer", peer, "/predict", uploads, plan["peer"],
                                             plan["max_seconds"])
         results["memory"]["peer_peak_rss_mb"] = peer.peak_rss_mb()
 

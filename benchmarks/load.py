@@ -144,14 +144,19 @@ async def _run(host: str, port: int, requests: list[bytes], total: int, concurre
 
 def run_load(name: str, url_host: str, port: int, path: str, uploads: list[tuple[str, bytes]], *,
              concurrency: int, requests: int, max_seconds: float, warmup: int = 8,
-             want_overlay: bool = False, timeout_s: float = 30.0) -> dict:
-    """Warm up (not counted), then one measured closed-loop run; returns its summary."""
+             want_overlay: bool = False, timeout_s: float = 30.0, on_start=None) -> dict:
+    """Warm up (not counted), then one measured closed-loop run; returns its summary.
+
+    `on_start`, if given, is called just before the measured run (to snapshot server counters).
+    """
     payloads = [multipart_request(url_host, port, path, fname, data) for fname, data in uploads]
     if warmup:
         scratch = LoadResult(name, concurrency)
         asyncio.run(_run(url_host, port, payloads, warmup, min(concurrency, warmup), 60.0, want_overlay,
                          scratch, timeout_s))
     result = LoadResult(name, concurrency)
+    if on_start is not None:
+        on_start()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     asyncio.run(_run(url_host, port, payloads, requests, concurrency, max_seconds, want_overlay, result, timeout_s))
     result.wall_s = time.perf_counter() - wall0

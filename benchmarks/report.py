@@ -172,11 +172,15 @@ def render(results: dict) -> str:
     for key, title in (("load_predict", "`/predict?gradcam=false`"), ("load_gradcam", "`/predict` + Grad-CAM"),
                        ("load_peer", "naive Keras peer `/predict`")):
         for row in results[key]:
+            cpu = _f(row.get("server_cpu_ms_per_request"))
+            if row.get("sidecar_cpu_ms_per_request") is not None:
+                cpu += f" + {_f(row['sidecar_cpu_ms_per_request'])}"
             rows.append([title, row["concurrency"], row["requests"], row["errors"], _f(row["throughput_rps"]),
-                         _f(row["p50_ms"]), _f(row["p95_ms"]), _f(row["p99_ms"]), f"{row['client_cpu_pct']:.0f}%"])
+                         _f(row["p50_ms"]), _f(row["p95_ms"]), _f(row["p99_ms"]), cpu, f"{row['client_cpu_pct']:.0f}%"])
     lines += _table(["endpoint", "concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms",
-                     "load generator CPU"], rows)
+                     "server CPU ms/req (API + sidecar)", "load generator CPU"], rows)
     mem = results["memory"]
+    lines += ["", "Server CPU: user + system time of the server process(es) during the run, per answered request."]
     lines += ["", f"Peak RSS (VmHWM): API {_f(mem.get('api_peak_rss_mb'), 0)} MB, "
               f"sidecar {_f(mem.get('sidecar_peak_rss_mb'), 0)} MB, peer {_f(mem.get('peer_peak_rss_mb'), 0)} MB."]
     samples = [s for key in ("load_predict", "load_gradcam", "load_peer") for row in results[key]
@@ -187,9 +191,9 @@ def render(results: dict) -> str:
     ceiling = results["ceiling"]
     lines += ["", "## 4. The ceiling and the peer", "",
               "In-process throughput of decode + preprocessing + ONNX inference (no HTTP), uploads from memory:", ""]
-    lines += _table(["worker threads", "onnxruntime threads", "spin-wait", "images", "images/s"],
+    lines += _table(["worker threads", "onnxruntime threads", "spin-wait", "images", "images/s", "CPU ms/image"],
                     [[c["threads"], c["ort_threads"] or "auto (1/core)", "yes" if c.get("spinning", True) else "no",
-                      c["images"], _f(c["images_per_s"])] for c in ceiling["layouts"]])
+                      c["images"], _f(c["images_per_s"]), _f(c.get("cpu_ms_per_image"))] for c in ceiling["layouts"]])
     top = r["top_concurrency"]
     lines += [
         "",

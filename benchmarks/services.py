@@ -53,6 +53,20 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children so far (/proc/<pid>/stat), in seconds."""
+    import os
+
+    total = 0.0
+    for one in [pid, *child_pids(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 class Service:
     def __init__(self, name: str, app: str, port: int, env: dict[str, str], log_dir: Path,
                  health_path: str = "/health", extra_args: tuple[str, ...] = ()) -> None:
@@ -89,6 +103,9 @@ class Service:
         values = [proc_status_kb(pid, "VmHWM") for pid in [self.pid, *child_pids(self.pid)]]
         values = [v for v in values if v is not None]
         return max(values) / 1024.0 if values else None
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
 
     def rss_mb(self) -> float | None:
         value = proc_status_kb(self.pid, "VmRSS")
