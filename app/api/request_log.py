@@ -44,7 +44,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: int, fmt: str) -> None:
-    """Give the `cxr` loggers one stderr handler (replacing ours from an earlier call)."""
+    """Give the `cxr` loggers one stderr handler (replacing ours from an earlier call).
+
+    With JSON logs, our request lines replace uvicorn's access log, which would add the
+    client address and the raw query string to every line.
+    """
+    logging.getLogger("uvicorn.access").disabled = fmt == "json"
     logger = logging.getLogger("cxr")
     for handler in [h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)]:
         logger.removeHandler(handler)
