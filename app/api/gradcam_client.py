@@ -90,10 +90,9 @@ class GradcamClient:
         except (TimeoutError, httpx.TimeoutException):
             message = f"Grad-CAM sidecar did not answer within {self.timeout_s:g} s"
             raise GradcamUnavailable("timeout", message) from None
-        except httpx.HTTPError as exc:
-            raise GradcamUnavailable(
-                "unreachable", f"Grad-CAM sidecar unreachable at {self.base_url} ({type(exc).__name__})"
-            ) from None
+        except httpx.HTTPError:
+            # No address or library exception in the warning: it goes to clients.
+            raise GradcamUnavailable("unreachable", "Grad-CAM sidecar unreachable") from None
         return self._parse(response, model_version)
 
     @staticmethod
