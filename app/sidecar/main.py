@@ -101,7 +101,7 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
                 "status": "unavailable", "detail": state.load_error or "model is loading"})
         return JSONResponse({
             "status": "ok", "model_version": state.card.version, "layer": state.card.gradcam_layer,
-            "grid": list(state.gradcam.grid), "warmup_ms": state.warmup_ms,
+            "grid": list(state.gradcam.grid), "warmup_ms": state.warmup_ms, "xla": state.gradcam.jit_compile,
         })
 
     @app.post("/gradcam")
