@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     uploads = load_uploads()
     started = time.perf_counter()
-    results: dict = {"quick": args.quick, "model_dir": str(model_dir), "plan": {k: v for k, v in plan.items()},
+    busy = _other_processes()
+    if busy:
+        print("warning: other processes are using the CPU, timings will be off:\n  " + "\n  ".join(busy),
+              file=sys.stderr)
+    results: dict = {"busy_at_start": busy, "loadavg_at_start": _loadavg(),
+                     "quick": args.quick, "model_dir": str(model_dir), "plan": {k: v for k, v in plan.items()},
                      "api_env": api_env, "sidecar_env": sidecar_env, "memory": {},
                      "app_root": os.environ.get("CXR_BENCH_APP_ROOT")}
 
@@ -154,6 +159,39 @@ def _peer(results: dict, model_dir: Path, uploads, plan: dict) -> None:
         results["load_peer"] = _load_series("peer", peer, "/predict", uploads, plan["peer"],
                                             plan["max_seconds"])
         results["memory"]["peer_peak_rss_mb"] = peer.peak_rss_mb()
+
+
+def _loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _other_processes(sample_s: float = 1.0, threshold: float = 0.1) -> list[str]:
+    """Processes (not this one) that used more than `threshold` of a core over `sample_s` seconds."""
+    def snapshot() -> dict[int, tuple[int, str]]:
+        out = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12]), cmd)
+        return out
+
+    first = snapshot()
+    time.sleep(sample_s)
+    second = snapshot()
+    ticks = os.sysconf("SC_CLK_TCK") * sample_s
+    busy = []
+    for pid, (cpu, cmd) in second.items():
+        if pid in first and (cpu - first[pid][0]) / ticks > threshold:
+            busy.append(f"{100 * (cpu - first[pid][0]) / ticks:.0f}% pid {pid}: {cmd[:100]}")
+    return busy
 
 
 def _get_json(url: str) -> dict | None:

@@ -131,6 +131,10 @@ def render(results: dict) -> str:
         "changed to meet the targets: [README.md](README.md).",
         "",
     ]
+    if results.get("busy_at_start"):
+        lines += ["**Other processes were using the CPU when this run started (load average "
+                  f"{results.get('loadavg_at_start')}); its timings are not clean:**", ""]
+        lines += [f"- `{b}`" for b in results["busy_at_start"]] + [""]
     if results.get("quick"):
         lines += ["**QUICK RUN (`--quick`): tiny counts, not a measurement.**", ""]
     v = m["versions"]
