@@ -41,18 +41,23 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: i
 
 THRESHOLD_RULE = (
     "the highest threshold at which sensitivity on the patient-level validation split "
-    "is still >= {min_sensitivity:.3f} (maximises specificity under a sensitivity floor)"
+    "is still >= {min_sensitivity:.3f} (maximises specificity under a sensitivity floor), placed halfway "
+    "to the next lower validation score"
 )
 
 
 def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_sensitivity: float) -> float:
     """Highest threshold keeping validation sensitivity >= `min_sensitivity`.
 
-    The threshold is the positive score at that rank, so every positive at or
-    above it is called PNEUMONIA (`label = probability >= threshold`).
+    It sits halfway between the lowest positive that must be called PNEUMONIA and the
+    next lower score, so a 1e-7 difference between runtimes (Keras vs onnxruntime)
+    cannot flip a validation film across it.
     """
-    positives = np.sort(np.asarray(probs)[np.asarray(labels) == 1])[::-1]
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    positives = np.sort(probs[labels == 1])[::-1]
     if positives.size == 0:
         raise ValueError("validation has no positive cases")
     needed = int(np.ceil(min_sensitivity * positives.size))
-    return float(positives[needed - 1])
+    boundary = positives[needed - 1]
+    below = probs[probs < boundary]
+    return float((boundary + below.max()) / 2) if below.size else float(boundary)

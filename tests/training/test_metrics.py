@@ -65,6 +65,6 @@ def test_threshold_is_the_highest_that_keeps_the_sensitivity_floor():
     labels = np.array([1] * 10 + [0] * 5)
     probs = np.array([0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.2, 0.1, 0.3, 0.5, 0.58, 0.05])
     threshold = calibration.choose_threshold(labels, probs, 0.9)
-    assert threshold == pytest.approx(0.55)
+    assert threshold == pytest.approx((0.55 + 0.5) / 2)  # halfway to the next lower score
     assert metrics.threshold_metrics(labels, probs, threshold)["recall"] >= 0.9
-    assert metrics.threshold_metrics(labels, probs, threshold + 1e-6)["recall"] < 0.9
+    assert metrics.threshold_metrics(labels, probs, 0.55 + 1e-6)["recall"] < 0.9
