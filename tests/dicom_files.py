@@ -103,14 +103,16 @@ def dicom_12bit_windowed(image: np.ndarray, photometric: str = "MONOCHROME2") ->
 
 
 def dicom_16bit_rescaled(image: np.ndarray) -> bytes:
-    """16-bit stored 257x, rescale slope 0.5 / intercept -1000, and a round-number window.
+    """16-bit stored 257x + n (n in 0..256: detail below one display level), rescale slope
+    0.5 / intercept -1000, and the window that maps the rescaled range back to 0..255.
 
-    The rescaled values run -1000..31767.5; the exact inverse window would be centre
-    15384.25 / width 32768.5, the file says 15000 / 33000 (a slightly wider window, as a person would type it),
-    so the display is 0.993 x + 3.9: within 4 levels of x, close but not exact.
+    The rescaled values run -1000..31767.5 + n/2; centre 15384.25 / width 32768.5 gives
+    y = x + n/257, which rounds to x or x + 1: close, not exact, because an 8-bit display
+    must round away the 8 bits of detail the 16-bit file has.
     """
-    stored = image.astype(np.uint16) * 257
-    return to_bytes(make_dataset(stored, bits_stored=16, rescale=(0.5, -1000.0), window=(15000.0, 33000.0)))
+    rng = np.random.default_rng(0)
+    stored = np.minimum(image.astype(np.int32) * 257 + rng.integers(0, 257, image.shape), 65535).astype(np.uint16)
+    return to_bytes(make_dataset(stored, bits_stored=16, rescale=(0.5, -1000.0), window=(15384.25, 32768.5)))
 
 
 def dicom_16bit_no_window(image: np.ndarray) -> bytes:

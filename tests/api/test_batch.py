@@ -101,7 +101,7 @@ def test_batch_without_files_is_422(client: TestClient) -> None:
 
 @pytest.fixture(scope="module")
 def small_client(model_dir: Path):
-    """The API with a batch limit of 3 files and a 100 kB upload limit (body limit 100 kB + 64 kB multipart overhead)."""
+    """The API with a batch limit of 3 files and a 100 kB upload limit (body: 100 kB + 64 kB multipart)."""
     with TestClient(create_app(make_settings(model_dir, batch_max_files=3, max_upload_bytes=100_000))) as client:
         yield client
 

@@ -54,7 +54,7 @@ EXACT: dict[str, Callable[[np.ndarray], bytes]] = {
     "jpeg2000_lossless": lambda image: dicom_compressed(image, JPEG2000Lossless),
 }
 CLOSE_ONLY: dict[str, Callable[[np.ndarray], bytes]] = {
-    "16bit_rescaled_round_window": dicom_16bit_rescaled,  # window 0.7 % wider than the data: up to 4 levels off
+    "16bit_rescaled_window": dicom_16bit_rescaled,  # sub-level detail rounds to x or x + 1
     "jpeg_baseline_q95": dicom_jpeg_baseline,  # lossy re-encoding
 }
 

@@ -61,11 +61,11 @@ def test_12bit_with_window_maps_back_to_the_image(photometric: str) -> None:
     np.testing.assert_array_equal(decode_image(dicom_12bit_windowed(IMAGE, photometric)), IMAGE)
 
 
-def test_16bit_rescaled_with_a_round_window_is_close() -> None:
+def test_16bit_rescaled_with_window_is_within_one_level() -> None:
     decoded = decode_image(dicom_16bit_rescaled(IMAGE)).astype(int)
-    expected = np.clip((128.5 * IMAGE + 500) * 255 / 32999, 0, 255)  # y = 0.993 x + 3.9, see dicom_16bit_rescaled
-    assert np.abs(decoded - expected).max() <= 1.0
-    assert np.abs(decoded - IMAGE).max() <= 4
+    difference = decoded - IMAGE
+    assert difference.min() >= 0 and difference.max() <= 1  # y = x + n/257, rounded
+    assert 0.3 < difference.mean() < 0.7
 
 
 def test_16bit_without_window_uses_the_data_range() -> None:
