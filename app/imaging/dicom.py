@@ -14,8 +14,10 @@ quote element values such as PatientName) are switched off.
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -27,7 +29,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
-from app.imaging.errors import CorruptImageError, UnsupportedFormatError, UnsupportedImageError
+from app.imaging.errors import CorruptImageError, ImageError, UnsupportedFormatError, UnsupportedImageError
 
 # Validation warnings quote offending values, and those can be patient data.
 settings.reading_validation_mode = IGNORE
@@ -41,6 +43,27 @@ NON_IMAGE_MODALITIES = frozenset({
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Tags safe to echo in a response: they describe the acquisition, never the patient.
 SAFE_TAGS = ("Modality", "ViewPosition", "BodyPartExamined", "PhotometricInterpretation", "BitsStored")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _never_crash(function: _F) -> _F:
+    """pydicom parses hostile bytes lazily and can raise almost anything (BytesLengthException,
+    struct.error, ...) from any attribute access: whatever is not already ours becomes a 422."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ImageError:
+            raise
+        except MemoryError:
+            raise
+        except Exception:
+            raise CorruptImageError("cannot read the DICOM file") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _read(data: bytes, *, pixels: bool) -> Dataset:
@@ -67,6 +90,7 @@ def _check_is_image(ds: Dataset) -> None:
         raise UnsupportedImageError(f"DICOM modality {modality} is not an image; send a radiograph (CR, DX)")
 
 
+@_never_crash
 def read_dicom_header(data: bytes) -> tuple[int, int]:
     """(width, height) declared by the file, read without touching the pixel data."""
     ds = _read(data, pixels=False)
@@ -74,6 +98,7 @@ def read_dicom_header(data: bytes) -> tuple[int, int]:
     return _dimensions(ds)
 
 
+@_never_crash
 def dicom_summary(data: bytes) -> dict[str, Any]:
     """A few non-identifying tags, for the API response (never the patient's)."""
     ds = _read(data, pixels=False)
@@ -122,6 +147,7 @@ def _check_decodable(ds: Dataset) -> None:
         raise UnsupportedFormatError(f"DICOM transfer syntax {name} is not supported (no decoder installed)")
 
 
+@_never_crash
 def decode_dicom(data: bytes) -> np.ndarray:
     """DICOM bytes -> 2-D uint8 grayscale as a viewer would display it."""
     ds = _read(data, pixels=True)

@@ -255,6 +255,18 @@ def test_fixed_awkward_cases(kind: str, shape: tuple[int, int]) -> None:
     check_chain(_make(kind, width, height, 0), f"fixed:{kind}")
 
 
+def test_dicom_with_a_short_meta_element_is_rejected_not_crashed() -> None:
+    """Found by the long fuzzer: a 1-byte (0002,0000) UL value made pydicom raise BytesLengthException."""
+    data = bytearray(_base("dicom_8bit"))
+    assert data[132:138] == b"\x02\x00\x00\x00UL"
+    broken = bytes(data[:138]) + b"\x01\x00" + bytes(data[140:141]) + bytes(data[144:])
+    check_chain(broken, "regression:dicom_short_ul")
+    from app.imaging.dicom import dicom_summary
+
+    with pytest.raises(ImageError):
+        dicom_summary(broken)
+
+
 def test_animated_and_foreign_formats_are_refused_not_crashed() -> None:
     from app.imaging.errors import UnsupportedFormatError
 
