@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,20 +27,18 @@ TIMEOUT_S = 1.5  # the API's Grad-CAM deadline
 SLOW_S = 3.0  # the injected sidecar delay, well over the deadline
 OPEN_S = 2.0  # how long the breaker stays open
 FAILURES = 3
-PHASE_S = 6.0
+PHASE_S = 4.0
 
 
 def _in(outcomes: list[Outcome], phase: str) -> list[Outcome]:
     return [o for o in outcomes if o.phase == phase]
 
 
-def _api(port: int, proxy: DelayProxy, model_dir: Path, log: Path, failures: int):  # noqa: ANN202
+def _api(port: int, proxy: DelayProxy, model_dir: Path, log: Path, failures: int) -> subprocess.Popen:
     env = serving_env(CXR_MODEL_DIR=str(model_dir), CXR_GRADCAM_URL=f"http://127.0.0.1:{proxy.port}",
                       CXR_GRADCAM_TIMEOUT_S=str(TIMEOUT_S), CXR_GRADCAM_BREAKER_FAILURES=str(failures),
                       CXR_GRADCAM_BREAKER_OPEN_S=str(OPEN_S), CXR_LOG_LEVEL="WARNING")
-    process = start_uvicorn("app.api.main:app", port, env, log)
-    wait_healthy(f"http://127.0.0.1:{port}/health/ready", process)
-    return process
+    return start_uvicorn("app.api.main:app", port, env, log)
 
 
 def _degraded(outcome: Outcome) -> bool:
@@ -51,12 +50,15 @@ def test_predict_never_fails_while_sidecar_is_killed_restarted_and_slow(model_di
     sidecar_env = serving_env(CXR_MODEL_DIR=str(model_dir))
     sidecar = start_uvicorn("app.sidecar.main:app", sidecar_port, sidecar_env, tmp_path / "sidecar.log")
     proxy = DelayProxy(sidecar_port)
-    api = bare = None
+    # Both APIs start while the sidecar loads TensorFlow; the second has the breaker disabled.
+    api_port, bare_port = free_port(), free_port()
+    api = _api(api_port, proxy, model_dir, tmp_path / "api.log", FAILURES)
+    bare = _api(bare_port, proxy, model_dir, tmp_path / "api-no-breaker.log", 0)
     figures: dict[str, object] = {}
     try:
+        wait_healthy(f"http://127.0.0.1:{api_port}/health/ready", api)
+        wait_healthy(f"http://127.0.0.1:{bare_port}/health/ready", bare)
         wait_healthy(f"http://127.0.0.1:{sidecar_port}/health", sidecar, timeout_s=180)
-        api_port = free_port()
-        api = _api(api_port, proxy, model_dir, tmp_path / "api.log", FAILURES)
         load = LoadDriver(f"http://127.0.0.1:{api_port}", FIXTURE_JPEGS[1]).start()
         try:
             load.run_phase("up", PHASE_S)
@@ -79,9 +81,7 @@ def test_predict_never_fails_while_sidecar_is_killed_restarted_and_slow(model_di
         finally:
             outcomes = load.stop()
 
-        # Without the breaker: a second API (threshold 0) on the same proxy, slow then down.
-        bare_port = free_port()
-        bare = _api(bare_port, proxy, model_dir, tmp_path / "api-no-breaker.log", 0)
+        # Without the breaker: the second API (threshold 0) on the same proxy, slow then down.
         plain = LoadDriver(f"http://127.0.0.1:{bare_port}", FIXTURE_JPEGS[1]).start()
         try:
             proxy.delay_s = SLOW_S
@@ -115,8 +115,7 @@ def test_predict_never_fails_while_sidecar_is_killed_restarted_and_slow(model_di
         }
     finally:
         for process in (api, bare, sidecar):
-            if process is not None:
-                stop(process)
+            stop(process)
         proxy.close()
         out = REPO / "test-artifacts"
         out.mkdir(exist_ok=True)
