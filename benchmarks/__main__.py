@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if "peer" in sections:
         _peer(results, model_dir, uploads, plan)
     results["suite_seconds"] = time.perf_counter() - started
+    results["busy_at_end"] = _other_processes()
     if sections != list(SECTIONS):
         args.json.write_text(json.dumps(results, indent=2, default=str))
         print(f"partial run: wrote {args.json} in {results['suite_seconds']:.0f} s")

@@ -135,6 +135,9 @@ def render(results: dict) -> str:
         lines += ["**Other processes were using the CPU when this run started (load average "
                   f"{results.get('loadavg_at_start')}); its timings are not clean:**", ""]
         lines += [f"- `{b}`" for b in results["busy_at_start"]] + [""]
+    if results.get("busy_at_end"):
+        lines += ["**Other processes were using the CPU when this run ended; its timings are not clean:**", ""]
+        lines += [f"- `{b}`" for b in results["busy_at_end"]] + [""]
     if results.get("quick"):
         lines += ["**QUICK RUN (`--quick`): tiny counts, not a measurement.**", ""]
     v = m["versions"]
