@@ -14,6 +14,10 @@ def _interval(values: list[float], pct: bool = True) -> str:
     return f"{fmt(values[0])} - {fmt(values[1])}"
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.items())
+
+
 def render_markdown(card: dict) -> str:
     m = card["validation_metrics"]
     pre = card["preprocessing"]
@@ -53,8 +57,8 @@ def render_markdown(card: dict) -> str:
         "",
         "## Data",
         f"- Source: `{data['root']}/{data['split']}` ({data['n_images']} films).",
-        f"- Training: {data['train']} from {data['train_patients']} patients; validation: "
-        f"{data['validation']} from {data['validation_patients']} patients (no patient on both sides).",
+        f"- Training: {_counts(data['train'])} from {data['train_patients']} patients; validation: "
+        f"{_counts(data['validation'])} from {data['validation_patients']} patients (no patient on both sides).",
         "- Kermany, Zhang, Goldbaum (2018), Mendeley Data v2, doi:10.17632/rscbjbr9sj.2, CC BY 4.0.",
         "",
         "## Preprocessing (read by the services from model_card.json)",
