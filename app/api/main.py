@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from app.api.access import AccessMiddleware
 from app.api.backpressure import InFlightLimitMiddleware
 from app.api.circuit_breaker import CircuitBreaker
 from app.api.config import Settings
@@ -16,11 +17,11 @@ from app.api.errors import install_error_handlers
 from app.api.gradcam_client import GradcamClient
 from app.api.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, BodyTooLargeError, too_large_detail
 from app.api.openapi import document_errors
-from app.api.request_log import RequestLogMiddleware, configure_logging
+from app.api.request_log import configure_logging
 from app.api.routes import batch, health, metrics, model, predict, web
 from app.api.security import ApiKeyMiddleware, add_cors
 from app.api.state import ServiceState
-from app.api.telemetry import Metrics, MetricsMiddleware
+from app.api.telemetry import Metrics
 from app.imaging.errors import ImageError
 
 
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     document_errors(app)
 
-    # Added last = outermost. From the outside in: request id + log line, metrics (they see every
+    # Added last = outermost. From the outside in: request id, log line and metrics (they see every
     # answer, the early 401/413/503s included), CORS, API key, in-flight bound, body size limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
                        upload_limit=settings.max_upload_bytes)
@@ -71,8 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     add_cors(app, settings.cors_origins)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    app.add_middleware(RequestLogMiddleware,
+    app.add_middleware(AccessMiddleware, metrics=state.metrics,
                        model_version=lambda: state.engine.card.version if state.engine is not None else None)
     return app
 

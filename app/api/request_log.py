@@ -1,10 +1,10 @@
 """Structured request logs: one JSON line per request, with a request id.
 
-The id comes from a well-formed `X-Request-ID` header or is generated; it is written
-back into the request (so routes echo the same id in their bodies) and into the
-response headers. A log line carries the request id, method, route template, status,
-latency and model version, and nothing from the request itself: no path parameters,
-query string, headers, client address, file name or image bytes.
+The id comes from a well-formed `X-Request-ID` header or is generated
+(`app.api.access` puts it back into the request and the response headers). A log line
+carries the request id, method, route template, status, latency and model version, and
+nothing from the request itself: no path parameters, query string, headers, client
+address, file name or image bytes.
 """
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ import json
 import logging
 import re
 import sys
-import time
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.api.telemetry import _route_name
 
 ACCESS_LOGGER = "cxr.api.access"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -70,35 +63,6 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp, model_version: Callable[[], str | None]) -> None:
-        self.app = app
-        self.model_version = model_version
-        self.log = logging.getLogger(ACCESS_LOGGER)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_from(scope.get("headers", [])) or uuid.uuid4().hex
-        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"x-request-id"]
-        scope = {**scope, "headers": [*headers, (b"x-request-id", request_id.encode())]}
-        status = 500
-        start = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", request_id.encode())]}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self.log.info("request", extra={"fields": {
-                "request_id": request_id, "method": scope.get("method", ""), "route": _route_name(scope),
-                "status": status, "latency_ms": round((time.perf_counter() - start) * 1000.0, 2),
-                "model_version": self.model_version(),
-            }})
+def log_request(fields: dict[str, Any]) -> None:
+    """Write one access line; `fields` must hold only the non-identifying fields above."""
+    logging.getLogger(ACCESS_LOGGER).info("request", extra={"fields": fields})

@@ -1,14 +1,12 @@
-"""Prometheus metrics of one app instance, and the ASGI middleware that records requests.
+"""Prometheus metrics of one app instance (recorded per request by `app.api.access`).
 
 Each app gets its own registry, so several apps (tests) never collide.
 """
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -38,37 +36,12 @@ class Metrics:
             "cxr_rejected_inputs", "Uploads rejected, by HTTP status", ["status"], registry=self.registry,
         )
 
-
-class MetricsMiddleware:
-    """Counts every request and times it, labelled by the route template (not the raw path)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        start = time.perf_counter()
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            name = _route_name(scope)
-            method = scope.get("method", "")
-            self.metrics.requests.labels(name, method, str(status)).inc()
-            self.metrics.latency.labels(name, method).observe(time.perf_counter() - start)
+    def record_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
 
 
-def _route_name(scope: Scope) -> str:
+def route_name(scope: Scope) -> str:
     """The matched route's template; for answers given before routing (early 413s), the path
     itself when it is one of the app's paths; else "unmatched" (raw paths would explode the label set)."""
     route = scope.get("route")
