@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app.gradcam_protocol import MAX_OVERLAY_SIDE
-from app.imaging.decode import read_header
+from app.imaging.decode import ImageFormat
 from app.imaging.errors import UnsupportedFormatError
 from app.imaging.preprocess import Preprocessor
 from app.model_card import ModelCard, load_model_card, sha256_of
@@ -35,6 +35,7 @@ class PreparedImage:
     Grad-CAM never needs it, and the resize cost ~15% of such a request's CPU.
     """
 
+    format: ImageFormat
     width: int  # of the upload, as its header declares
     height: int
     enhanced: np.ndarray  # uint8 (S, S): the model input before scaling to [0, 1]
@@ -99,13 +100,11 @@ class InferenceEngine:
         """Bytes -> model input and overlay background; raises `ImageError` subclasses."""
         pre = self.preprocessor()
         try:
-            header = read_header(data) if data else None
-            gray = pre.decode(data, max_pixels)
+            header, gray = pre.decode_with_header(data, max_pixels)
         except ModuleNotFoundError:  # DICOM sniffed but its optional reader is not installed
             raise UnsupportedFormatError("DICOM uploads are not supported by this deployment") from None
         enhanced = pre.enhance(pre.resize(gray))
-        width, height = (header.width, header.height) if header else (gray.shape[1], gray.shape[0])
-        return PreparedImage(width, height, enhanced, gray)
+        return PreparedImage(header.format, header.width, header.height, enhanced, gray)
 
     def predict(self, prepared: PreparedImage) -> float:
         (output,) = self.session.run([self.card.output_name], {self.card.input_name: prepared.model_input})

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from app.api.gradcam_client import GradcamResult, GradcamUnavailable, check_agreement
 from app.api.inference import InferenceEngine, PreparedImage
 from app.api.state import ServiceState
-from app.imaging.decode import ImageFormat, sniff_format
+from app.imaging.decode import ImageFormat
 
 
 class PredictionFields(BaseModel):
@@ -50,7 +50,7 @@ def prepare_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Upl
     """Bytes -> `Upload` (blocking: call from the threadpool); raises `ImageError` subclasses."""
     prepared = engine.prepare(data, max_pixels)
     dicom = None
-    if sniff_format(data) is ImageFormat.DICOM:
+    if prepared.format is ImageFormat.DICOM:
         from app.imaging.dicom import dicom_summary
 
         dicom = dicom_summary(data)

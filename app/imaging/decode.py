@@ -177,16 +177,17 @@ def to_uint8_gray(image: np.ndarray) -> np.ndarray:
     raise CorruptImageError(f"unsupported pixel type {image.dtype}")
 
 
-def decode_image(
+def decode_with_header(
     data: bytes,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     reduce_to_min_side: int | None = None,
-) -> np.ndarray:
-    """Decode JPEG/PNG/DICOM bytes to a 2-D uint8 grayscale array.
+) -> tuple[ImageHeader, np.ndarray]:
+    """Decode JPEG/PNG/DICOM bytes: the header as declared and a 2-D uint8 grayscale array.
 
     `reduce_to_min_side`: if given, large JPEGs are decoded at a reduced scale that
-    still keeps at least twice this many pixels on the short side.
+    still keeps at least twice this many pixels on the short side, so the array can be
+    smaller than the header's size.
     """
     if not data:
         raise CorruptImageError("the file is empty")
@@ -195,7 +196,7 @@ def decode_image(
     if header.format is ImageFormat.DICOM:
         from app.imaging.dicom import decode_dicom
 
-        return decode_dicom(data)
+        return header, decode_dicom(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     if header.format is ImageFormat.JPEG:
         decoded = cv2.imdecode(buffer, _jpeg_reduction_flag(header, reduce_to_min_side))
@@ -203,4 +204,14 @@ def decode_image(
         decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         raise CorruptImageError(f"cannot decode the {header.format.value.upper()} data")
-    return to_uint8_gray(decoded)
+    return header, to_uint8_gray(decoded)
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce_to_min_side: int | None = None,
+) -> np.ndarray:
+    """Decode JPEG/PNG/DICOM bytes to a 2-D uint8 grayscale array (see `decode_with_header`)."""
+    return decode_with_header(data, max_pixels=max_pixels, reduce_to_min_side=reduce_to_min_side)[1]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from app.imaging.decode import DEFAULT_MAX_PIXELS, decode_image
+from app.imaging.decode import DEFAULT_MAX_PIXELS, ImageHeader, decode_with_header
 
 _INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
@@ -88,9 +88,13 @@ class Preprocessor:
         """uint8 grayscale of any size -> float32 (size, size) in [0, 1]."""
         return self.to_float(self.enhance(self.resize(gray)))
 
-    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    def decode_with_header(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageHeader, np.ndarray]:
+        """The file's declared header and its uint8 grayscale, decoded as this config says."""
         reduce = self.config.input_size if self.config.jpeg_reduced_decode else None
-        return decode_image(data, max_pixels=max_pixels, reduce_to_min_side=reduce)
+        return decode_with_header(data, max_pixels=max_pixels, reduce_to_min_side=reduce)
+
+    def decode(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        return self.decode_with_header(data, max_pixels)[1]
 
     def from_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """Encoded image bytes -> float32 (size, size) model input."""

@@ -127,3 +127,10 @@ def test_config_round_trips_through_a_dict():
 def test_to_batch_is_nhwc_float32():
     batch = to_batch([np.zeros((8, 8), np.float32)] * 3)
     assert batch.shape == (3, 8, 8, 1) and batch.dtype == np.float32
+
+
+def test_decode_with_header_reports_the_declared_size_of_a_reduced_jpeg(pre):
+    big = cv2.resize(_film(), (2000, 1600))
+    header, gray = pre.decode_with_header(_encode(".jpg", big))
+    assert (header.format.value, header.width, header.height) == ("jpeg", 2000, 1600)
+    assert gray.shape[1] < 2000  # decoded at a reduced scale, the header still says the real size
