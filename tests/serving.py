@@ -14,6 +14,9 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -91,3 +94,34 @@ def stop(process: subprocess.Popen, timeout_s: float = 15.0) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+@dataclass
+class Services:
+    """The API and the sidecar running as real uvicorn processes on free localhost ports."""
+
+    api_url: str
+    sidecar_url: str
+    api: subprocess.Popen
+    sidecar: subprocess.Popen
+    logs: Path
+
+
+@contextmanager
+def running_services(
+    model_dir: Path, logs: Path, gradcam_timeout_s: float, sidecar_ready_s: float = 90.0
+) -> Iterator[Services]:
+    """Start both services, wait until they are healthy, stop both on exit."""
+    sidecar_port, api_port = free_port(), free_port()
+    env = serving_env(CXR_MODEL_DIR=str(model_dir), CXR_GRADCAM_URL=f"http://127.0.0.1:{sidecar_port}",
+                      CXR_GRADCAM_TIMEOUT_S=str(gradcam_timeout_s))
+    sidecar = start_uvicorn("app.sidecar.main:app", sidecar_port, env, logs / "sidecar.log")
+    api = start_uvicorn("app.api.main:app", api_port, env, logs / "api.log")
+    found = Services(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sidecar_port}", api, sidecar, logs)
+    try:
+        wait_healthy(found.api_url + "/health/ready", api)
+        wait_healthy(found.sidecar_url + "/health", sidecar, timeout_s=sidecar_ready_s)
+        yield found
+    finally:
+        stop(api)
+        stop(sidecar)

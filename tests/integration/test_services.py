@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,36 +17,25 @@ import pytest
 
 from app.model_card import load_model_card
 from tests.conftest import REPO
-from tests.serving import FIXTURE_JPEGS, FULLRES_FILES, free_port, serving_env, start_uvicorn, stop, wait_healthy
+from tests.serving import (
+    FIXTURE_JPEGS,
+    FULLRES_FILES,
+    Services,
+    free_port,
+    running_services,
+    serving_env,
+    stop,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Services:
-    api_url: str
-    sidecar_url: str
-    api: subprocess.Popen
-    sidecar: subprocess.Popen
-    logs: Path
-
-
 @pytest.fixture(scope="module")
 def services(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    logs = tmp_path_factory.mktemp("service-logs")
-    sidecar_port, api_port = free_port(), free_port()
-    env = serving_env(CXR_MODEL_DIR=str(model_dir), CXR_GRADCAM_URL=f"http://127.0.0.1:{sidecar_port}",
-                      CXR_GRADCAM_TIMEOUT_S="5")  # generous: CI machines are shared
-    sidecar = start_uvicorn("app.sidecar.main:app", sidecar_port, env, logs / "sidecar.log")
-    api = start_uvicorn("app.api.main:app", api_port, env, logs / "api.log")
-    found = Services(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sidecar_port}", api, sidecar, logs)
-    try:
-        wait_healthy(found.api_url + "/health/ready", api)
-        wait_healthy(found.sidecar_url + "/health", sidecar)
+    # A generous Grad-CAM timeout: CI machines are shared.
+    with running_services(model_dir, tmp_path_factory.mktemp("service-logs"), gradcam_timeout_s=5) as found:
         yield found
-    finally:
-        stop(api)
-        stop(sidecar)
 
 
 def post(url: str, path: Path, **params: str) -> httpx.Response:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from tests.dicom_files import dicom_monochrome1, gray
-from tests.serving import FIXTURE_JPEGS, free_port, serving_env, start_uvicorn, stop, wait_healthy
+from tests.serving import FIXTURE_JPEGS, Services, running_services
 
 pytestmark = pytest.mark.slow
 
@@ -38,27 +37,12 @@ from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
-@dataclass
-class Site:
-    url: str
-    logs: Path
-
-
 @pytest.fixture(scope="module")
-def site(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    logs = tmp_path_factory.mktemp("web-logs")
-    sidecar_port, api_port = free_port(), free_port()
-    env = serving_env(CXR_MODEL_DIR=str(model_dir), CXR_GRADCAM_URL=f"http://127.0.0.1:{sidecar_port}",
-                      CXR_GRADCAM_TIMEOUT_S="15")  # generous: CI machines are shared
-    sidecar = start_uvicorn("app.sidecar.main:app", sidecar_port, env, logs / "sidecar.log")
-    api = start_uvicorn("app.api.main:app", api_port, env, logs / "api.log")
-    try:
-        wait_healthy(f"http://127.0.0.1:{api_port}/health/ready", api)
-        wait_healthy(f"http://127.0.0.1:{sidecar_port}/health", sidecar, timeout_s=180)
-        yield Site(f"http://127.0.0.1:{api_port}", logs)
-    finally:
-        stop(api)
-        stop(sidecar)
+def site(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    # Generous timeouts: CI machines are shared, and the overlay must really appear.
+    with running_services(model_dir, tmp_path_factory.mktemp("web-logs"), gradcam_timeout_s=15,
+                          sidecar_ready_s=180) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +94,11 @@ def screenshot(driver, name: str) -> Path:
     return path
 
 
-def test_upload_shows_label_probability_and_overlay(site: Site, browser, model_dir: Path) -> None:
+def test_upload_shows_label_probability_and_overlay(site: Services, browser, model_dir: Path) -> None:
     from app.model_card import load_model_card
 
     card = load_model_card(model_dir)
-    browser.get(site.url + "/")
+    browser.get(site.api_url + "/")
     WebDriverWait(browser, WAIT_S).until(EC.text_to_be_present_in_element((By.ID, "model-version"), card.version))
     assert "Not a medical device" in browser.find_element(By.ID, "disclaimer").text
 
@@ -148,10 +132,10 @@ def test_upload_shows_label_probability_and_overlay(site: Site, browser, model_d
     assert path.stat().st_size > 10_000
 
 
-def test_dicom_upload_shows_dicom_tags(site: Site, browser, tmp_path: Path) -> None:
+def test_dicom_upload_shows_dicom_tags(site: Services, browser, tmp_path: Path) -> None:
     dicom = tmp_path / "chest.dcm"
     dicom.write_bytes(dicom_monochrome1(gray(FIXTURE_JPEGS[0])))
-    browser.get(site.url + "/")
+    browser.get(site.api_url + "/")
     upload(browser, dicom)
     wait_for_result(browser)
     WebDriverWait(browser, WAIT_S).until(lambda d: loaded(d, "original-img"))
@@ -160,10 +144,10 @@ def test_dicom_upload_shows_dicom_tags(site: Site, browser, tmp_path: Path) -> N
     screenshot(browser, "web_page_dicom.png")
 
 
-def test_bad_file_shows_a_clear_error(site: Site, browser, tmp_path: Path) -> None:
+def test_bad_file_shows_a_clear_error(site: Services, browser, tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not an x-ray")
-    browser.get(site.url + "/")
+    browser.get(site.api_url + "/")
     upload(browser, text)
     WebDriverWait(browser, WAIT_S).until(EC.visibility_of_element_located((By.ID, "error")))
     message = browser.find_element(By.ID, "error").text
@@ -171,10 +155,10 @@ def test_bad_file_shows_a_clear_error(site: Site, browser, tmp_path: Path) -> No
     assert not browser.find_element(By.ID, "result").is_displayed()
 
 
-def test_dropping_a_file_predicts_it(site: Site, browser) -> None:
+def test_dropping_a_file_predicts_it(site: Services, browser) -> None:
     import base64
 
-    browser.get(site.url + "/")
+    browser.get(site.api_url + "/")
     data = base64.b64encode(FIXTURE_JPEGS[0].read_bytes()).decode("ascii")
     browser.execute_script("""
         const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
@@ -188,13 +172,13 @@ def test_dropping_a_file_predicts_it(site: Site, browser) -> None:
     assert browser.find_element(By.ID, "label").text in ("PNEUMONIA", "NORMAL")
 
 
-def test_batch_with_gradcam_returns_an_overlay_per_file(site: Site) -> None:
+def test_batch_with_gradcam_returns_an_overlay_per_file(site: Services) -> None:
     """Not the page, but it needs the same running sidecar: Grad-CAM asked for on a batch."""
     import httpx
 
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in FIXTURE_JPEGS]
     files.append(("files", ("notes.txt", b"not an image", "text/plain")))
-    response = httpx.post(site.url + "/predict/batch", params={"gradcam": "true"}, files=files, timeout=60)
+    response = httpx.post(site.api_url + "/predict/batch", params={"gradcam": "true"}, files=files, timeout=60)
     assert response.status_code == 200
     results = response.json()["results"]
     assert [r["status"] for r in results] == [200, 200, 415]
