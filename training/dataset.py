@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig, Preprocessor, to_batch
 from training.augment import AugmentConfig, augment
-from training.data import Sample
+from training.data import Sample, read_split_list
 
 
 def load_resized(samples: list[Sample], config: PreprocessConfig, workers: int = 2) -> np.ndarray:
@@ -29,6 +30,12 @@ def load_resized(samples: list[Sample], config: PreprocessConfig, workers: int =
     with ThreadPoolExecutor(workers) as pool:  # cv2 releases the GIL
         images = list(pool.map(load, samples))
     return np.stack(images) if images else np.zeros((0, config.input_size, config.input_size), np.uint8)
+
+
+def validation_films(run_dir: Path, data_root: Path, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A run's validation films (from its splits/val.txt), decoded and resized, with labels."""
+    samples = read_split_list(Path(run_dir) / "splits" / "val.txt", data_root)
+    return load_resized(samples, config), np.array([s.label for s in samples])
 
 
 def enhance_all(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:

@@ -25,8 +25,7 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from app.model_card import CARD_FILE, sha256_of
 from training.card import render_markdown
-from training.data import read_split_list
-from training.dataset import enhance_all, load_resized
+from training.dataset import enhance_all, validation_films
 from training.robustness import robustness_report
 
 PARITY_TOLERANCE = 1e-4
@@ -56,12 +55,6 @@ def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (output,) = session.run(["probability"], {"image": images.astype(np.float32)})
     return output.reshape(-1)
-
-
-def validation_films(run_dir: Path, data_root: Path, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The run's validation films, decoded and resized by the shared chain, with labels."""
-    samples = read_split_list(run_dir / "splits" / "val.txt", data_root)
-    return load_resized(samples, config), np.array([s.label for s in samples])
 
 
 def versions() -> dict[str, str]:

@@ -22,8 +22,8 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
-from training.data import class_counts, list_samples, read_split_list, split_by_patient, write_split_lists
-from training.dataset import AugmentedBatches, enhance_all, load_resized
+from training.data import class_counts, list_samples, split_by_patient, write_split_lists
+from training.dataset import AugmentedBatches, enhance_all, load_resized, validation_films
 from training.model import LOGIT_LAYER, build_model, gradcam_layer_for
 
 
@@ -192,10 +192,7 @@ def refinalize(run_dir: Path) -> dict:
     """
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "run.json").read_text())
-    config = summary["config"]
-    pre = TrainConfig(preprocessing=PreprocessConfig.from_dict(config["preprocessing"])).preprocessing
-    root = Path(summary["data"]["root"])
-    val_samples = read_split_list(run_dir / "splits" / "val.txt", root)
-    val_inputs = enhance_all(load_resized(val_samples, pre), pre)
+    pre = PreprocessConfig.from_dict(summary["config"]["preprocessing"])
+    films, labels = validation_films(run_dir, Path(summary["data"]["root"]), pre)
     model = keras.models.load_model(run_dir / "checkpoint.keras")
-    return finalize(run_dir, model, val_inputs, np.array([s.label for s in val_samples]), summary)
+    return finalize(run_dir, model, enhance_all(films, pre), labels, summary)
