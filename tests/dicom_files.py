@@ -28,6 +28,22 @@ def gray(path) -> np.ndarray:
     return image
 
 
+def _with_patient(sop_class: UID | str, modality: str) -> Dataset:
+    """A dataset with file meta, SOP ids, modality and the patient tags the logs must never show."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PATIENT_NAME
+    ds.PatientID = PATIENT_ID
+    ds.Modality = modality
+    return ds
+
+
 def make_dataset(
     stored: np.ndarray,
     *,
@@ -39,18 +55,8 @@ def make_dataset(
     frames: int = 1,
 ) -> Dataset:
     """An uncompressed single-sample image dataset with patient tags set."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DX_STORAGE if modality != "OT" else SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = PATIENT_NAME
-    ds.PatientID = PATIENT_ID
+    ds = _with_patient(DX_STORAGE if modality != "OT" else SecondaryCaptureImageStorage, modality)
     ds.PatientBirthDate = "19700101"
-    ds.Modality = modality
     ds.ViewPosition = "PA"
     ds.BodyPartExamined = "CHEST"
     rows, columns = stored.shape[-2:]
@@ -153,15 +159,4 @@ def with_transfer_syntax(data: bytes, syntax: str) -> bytes:
 
 def sr_document() -> bytes:
     """A Structured Report: a DICOM file with no image."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.88.11")
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = PATIENT_NAME
-    ds.PatientID = PATIENT_ID
-    ds.Modality = "SR"
-    return to_bytes(ds)
+    return to_bytes(_with_patient(UID("1.2.840.10008.5.1.4.1.1.88.11"), "SR"))
