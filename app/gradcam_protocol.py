@@ -1,16 +1,16 @@
 """Wire format between the API and the Grad-CAM sidecar (numpy only, shared by both).
 
 Request: `POST /gradcam`, body `application/octet-stream` = the enhanced uint8 model
-input (S*S bytes, row-major) immediately followed by the uint8 grayscale upload already
-downsized to long side <= 512 (H*W bytes). Headers give the shapes and the model version:
+input (S*S bytes, row-major). Headers give its shape and the model version:
 
     X-CXR-Input-Shape: S,S
-    X-CXR-Image-Shape: H,W
     X-CXR-Model-Version: <card version>
 
-The sidecar decodes nothing. It answers JSON (see `GradcamResponse` in the sidecar):
-`overlay_png` (base64 PNG, H x W), `heatmap` (the layer's grid, floats in [0, 1]),
-`layer`, `probability` (Keras), `explained_label`, `empty_heatmap`, `model_version`.
+The sidecar decodes nothing and draws nothing: it answers JSON with the heat map only,
+`heatmap` (the layer's grid, floats in [0, 1]), `layer`, `probability` (Keras),
+`explained_label`, `empty_heatmap`, `model_version`. The API draws the overlay itself
+(`app.imaging.overlay`) over the upload it already holds, so neither direction carries
+an image larger than the model input.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import numpy as np
 
 CONTENT_TYPE = "application/octet-stream"
 INPUT_SHAPE_HEADER = "X-CXR-Input-Shape"
-IMAGE_SHAPE_HEADER = "X-CXR-Image-Shape"
 MODEL_VERSION_HEADER = "X-CXR-Model-Version"
-MAX_OVERLAY_SIDE = 512
+HEATMAP_DECIMALS = 4  # ample: the overlay quantizes the map to 256 colours
 
 
 class ProtocolError(ValueError):
@@ -42,27 +41,32 @@ def parse_shape(text: str | None, name: str) -> tuple[int, int]:
     return parts  # type: ignore[return-value]
 
 
-def encode_request(model_input: np.ndarray, image: np.ndarray, model_version: str) -> tuple[bytes, dict[str, str]]:
-    """(enhanced uint8 S x S, uint8 gray H x W) -> (body, headers)."""
-    if model_input.dtype != np.uint8 or image.dtype != np.uint8 or model_input.ndim != 2 or image.ndim != 2:
-        raise ProtocolError("both arrays must be 2-D uint8")
-    body = np.ascontiguousarray(model_input).tobytes() + np.ascontiguousarray(image).tobytes()
+def encode_request(model_input: np.ndarray, model_version: str) -> tuple[bytes, dict[str, str]]:
+    """Enhanced uint8 S x S -> (body, headers)."""
+    if model_input.dtype != np.uint8 or model_input.ndim != 2:
+        raise ProtocolError("the model input must be a 2-D uint8 array")
     headers = {
         "Content-Type": CONTENT_TYPE,
         INPUT_SHAPE_HEADER: _shape_text(model_input.shape),
-        IMAGE_SHAPE_HEADER: _shape_text(image.shape),
         MODEL_VERSION_HEADER: model_version,
     }
-    return body, headers
+    return np.ascontiguousarray(model_input).tobytes(), headers
 
 
-def decode_request(
-    body: bytes, input_shape: tuple[int, int], image_shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of `encode_request`; checks the body length against the shapes."""
-    n_input = input_shape[0] * input_shape[1]
-    n_image = image_shape[0] * image_shape[1]
-    if len(body) != n_input + n_image:
-        raise ProtocolError(f"body has {len(body)} bytes, the shapes say {n_input + n_image}")
-    buffer = np.frombuffer(body, dtype=np.uint8)
-    return buffer[:n_input].reshape(input_shape), buffer[n_input:].reshape(image_shape)
+def decode_request(body: bytes, input_shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of `encode_request`; checks the body length against the shape."""
+    expected = input_shape[0] * input_shape[1]
+    if len(body) != expected:
+        raise ProtocolError(f"body has {len(body)} bytes, the shape says {expected}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(input_shape)
+
+
+def decode_heatmap(values: object) -> np.ndarray:
+    """The `heatmap` field -> float32 (h, w) in [0, 1]; ProtocolError if it is anything else."""
+    try:
+        grid = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ProtocolError("heatmap is not a grid of numbers") from None
+    if grid.ndim != 2 or grid.size == 0 or not np.isfinite(grid).all() or grid.min() < 0 or grid.max() > 1:
+        raise ProtocolError("heatmap must be a non-empty 2-D grid of numbers in [0, 1]")
+    return grid

@@ -29,7 +29,8 @@ STAGES = [
     ("prepare", "API prepare: all of the above, as served"),
     ("onnx", "ONNX inference (batch 1)"),
     ("gradcam", "Grad-CAM (compiled tf.function)"),
-    ("overlay", "overlay blend + PNG encode"),
+    ("overlay", "overlay blend + JPEG encode (the default)"),
+    ("overlay_png", "overlay blend + PNG encode (?overlay_format=png)"),
 ]
 
 
@@ -40,7 +41,7 @@ def measure(model_dir: Path, reps: int) -> dict:
 
     from app.api.inference import InferenceEngine, preview_of
     from app.imaging.decode import decode_image, read_header
-    from app.imaging.overlay import overlay_png
+    from app.imaging.overlay import OverlayFormat, overlay_image
     from app.imaging.preprocess import Preprocessor
     from app.sidecar.config import SidecarSettings
     from app.sidecar.main import _load
@@ -80,7 +81,8 @@ def measure(model_dir: Path, reps: int) -> dict:
             prepared = timed("prepare", engine.prepare, data, 60_000_000)
             timed("onnx", engine.session.run, [card.output_name], {card.input_name: model_input})
             result = timed("gradcam", gradcam.compute, model_input[0, :, :, 0])
-            timed("overlay", overlay_png, preview, result.heatmap)
+            timed("overlay", overlay_image, preview, result.heatmap, OverlayFormat.JPEG)
+            timed("overlay_png", overlay_image, preview, result.heatmap, OverlayFormat.PNG)
             del prepared
     return {
         "reps": reps,

@@ -7,17 +7,14 @@ is the warning `/predict` returns; the prediction itself never depends on the si
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
 
 from app.api.circuit_breaker import CircuitBreaker
-from app.gradcam_protocol import encode_request
+from app.gradcam_protocol import ProtocolError, decode_heatmap, encode_request
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Keras and ONNX agree to 1e-4 at export; more than this means a different model.
 PROBABILITY_TOLERANCE = 1e-3
 
@@ -32,7 +29,7 @@ class GradcamUnavailable(Exception):
 
 @dataclass(frozen=True)
 class GradcamResult:
-    overlay_png_base64: str
+    heatmap: np.ndarray  # float32 (h, w) in [0, 1], the layer's grid
     layer: str
     probability: float
     empty_heatmap: bool
@@ -58,8 +55,8 @@ class GradcamClient:
             return False, f"/health answered HTTP {response.status_code}"
         return True, "ok"
 
-    async def overlay(self, model_input: np.ndarray, image: np.ndarray, model_version: str) -> GradcamResult:
-        """Ask for the overlay; raise `GradcamUnavailable` with the reason on any failure.
+    async def heatmap(self, model_input: np.ndarray, model_version: str) -> GradcamResult:
+        """Ask for the heat map; raise `GradcamUnavailable` with the reason on any failure.
 
         While the circuit breaker is open the sidecar is not called at all.
         """
@@ -69,7 +66,7 @@ class GradcamClient:
                 "circuit_open", f"Grad-CAM skipped: the sidecar failed {breaker.threshold} times in a row; "
                 f"next try in {breaker.retry_in_s():.0f} s")
         try:
-            result = await self._overlay(model_input, image, model_version)
+            result = await self._heatmap(model_input, model_version)
         except GradcamUnavailable as exc:
             if exc.reason == "model_mismatch":  # the sidecar answers; it runs another model
                 breaker.record_success()
@@ -82,8 +79,8 @@ class GradcamClient:
         breaker.record_success()
         return result
 
-    async def _overlay(self, model_input: np.ndarray, image: np.ndarray, model_version: str) -> GradcamResult:
-        body, headers = encode_request(model_input, image, model_version)
+    async def _heatmap(self, model_input: np.ndarray, model_version: str) -> GradcamResult:
+        body, headers = encode_request(model_input, model_version)
         try:
             async with asyncio.timeout(self.timeout_s):  # httpx timeouts are per phase, not total
                 response = await self._client.post("/gradcam", content=body, headers=headers)
@@ -101,19 +98,15 @@ class GradcamClient:
             raise GradcamUnavailable("http_error", f"Grad-CAM sidecar answered HTTP {response.status_code}")
         try:
             payload = response.json()
-            overlay = payload["overlay_png"]
-            png = base64.b64decode(overlay, validate=True)
             result = GradcamResult(
-                overlay_png_base64=overlay,
+                heatmap=decode_heatmap(payload["heatmap"]),
                 layer=str(payload["layer"]),
                 probability=float(payload["probability"]),
                 empty_heatmap=bool(payload.get("empty_heatmap", False)),
             )
             version = payload["model_version"]
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, ProtocolError):
             raise GradcamUnavailable("bad_response", "Grad-CAM sidecar sent an invalid response") from None
-        if not png.startswith(PNG_MAGIC):
-            raise GradcamUnavailable("bad_response", "Grad-CAM sidecar sent an overlay that is not a PNG")
         if version != model_version:
             raise GradcamUnavailable(
                 "model_mismatch", f"Grad-CAM sidecar runs model {version}, the API runs {model_version}"

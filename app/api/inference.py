@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from app.gradcam_protocol import MAX_OVERLAY_SIDE
 from app.imaging.decode import ImageFormat
 from app.imaging.errors import UnsupportedFormatError
+from app.imaging.overlay import DEFAULT_LONG_SIDE as MAX_OVERLAY_SIDE
 from app.imaging.preprocess import Preprocessor
 from app.model_card import ModelCard, load_model_card, sha256_of
 

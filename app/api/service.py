@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from app.api.gradcam_client import GradcamResult, GradcamUnavailable, check_agreement
 from app.api.inference import InferenceEngine, PreparedImage
 from app.api.state import ServiceState
 from app.imaging.decode import ImageFormat
+from app.imaging.overlay import OverlayFormat, overlay_image
 
 
 class PredictionFields(BaseModel):
@@ -27,7 +29,9 @@ class PredictionFields(BaseModel):
     probability: float = Field(description="calibrated P(pneumonia), 0..1")
     threshold: float
     model_version: str
-    gradcam_overlay: str | None = Field(description="base64 PNG, the heat map over the upload, long side <= 512")
+    gradcam_overlay: str | None = Field(
+        description="base64 image (JPEG unless ?overlay_format=png), the heat map over the upload, long side <= 512")
+    gradcam_overlay_type: str | None = Field(None, description="media type of gradcam_overlay: image/jpeg or image/png")
     warnings: list[str]
     gradcam_layer: str | None = None
     image_size: list[int] = Field(description="[width, height] of the image as decoded")
@@ -47,7 +51,7 @@ class Upload:
 
 
 def prepare_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Upload:
-    """Bytes -> `Upload` (blocking: call from the threadpool); raises `ImageError` subclasses."""
+    """Bytes -> `Upload` (blocking: call from a worker thread); raises `ImageError` subclasses."""
     prepared = engine.prepare(data, max_pixels)
     dicom = None
     if prepared.format is ImageFormat.DICOM:
@@ -63,6 +67,14 @@ def prepare_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Upl
     return upload
 
 
+def predict_one(engine: InferenceEngine, prepared: PreparedImage, with_preview: bool = False) -> float:
+    """P(pneumonia) of one image (blocking). `with_preview` also makes the overlay's
+    background now, while the sidecar computes the heat map, instead of after it."""
+    if with_preview:
+        _ = prepared.preview
+    return engine.predict(prepared)
+
+
 def predict_many(engine: InferenceEngine, prepared: list[PreparedImage]) -> list[float]:
     """One onnxruntime call for the whole list (the exported model has a dynamic batch axis)."""
     if not prepared:
@@ -72,26 +84,44 @@ def predict_many(engine: InferenceEngine, prepared: list[PreparedImage]) -> list
     return [float(p) for p in np.asarray(output).reshape(len(prepared), -1)[:, 0]]
 
 
-def start_overlay(state: ServiceState, engine: InferenceEngine, prepared: PreparedImage) -> asyncio.Task[GradcamResult]:
+@dataclass(frozen=True)
+class Overlay:
+    """The heat map drawn over the upload, encoded for the response."""
+
+    base64: str
+    format: OverlayFormat
+    layer: str
+
+
+def start_heatmap(state: ServiceState, engine: InferenceEngine, prepared: PreparedImage) -> asyncio.Task[GradcamResult]:
     """Ask the sidecar now; the answer is awaited by `collect_overlay`."""
     assert state.gradcam is not None
-    return asyncio.create_task(state.gradcam.overlay(prepared.enhanced, prepared.preview, engine.card.version))
+    return asyncio.create_task(state.gradcam.heatmap(prepared.enhanced, engine.card.version))
+
+
+def render_overlay(prepared: PreparedImage, result: GradcamResult, overlay_format: OverlayFormat) -> Overlay:
+    """Blend and encode (blocking, ~3 ms for JPEG: call from a worker thread)."""
+    import base64
+
+    encoded = overlay_image(prepared.preview, result.heatmap, overlay_format)
+    return Overlay(base64.b64encode(encoded).decode("ascii"), overlay_format, result.layer)
 
 
 async def collect_overlay(
-    state: ServiceState, task: asyncio.Task[GradcamResult], probability: float, warnings: list[str]
-) -> tuple[str | None, str | None]:
-    """(overlay, layer), or (None, None) with the reason appended to `warnings`."""
+    state: ServiceState, task: asyncio.Task[GradcamResult], prepared: PreparedImage, probability: float,
+    overlay_format: OverlayFormat, warnings: list[str],
+) -> Overlay | None:
+    """The sidecar's heat map drawn over the upload, or None with the reason appended to `warnings`."""
     try:
         result = await task
         check_agreement(result, probability)
     except GradcamUnavailable as exc:
         state.metrics.gradcam_failures.labels(exc.reason).inc()
         warnings.append(f"gradcam_overlay unavailable: {exc}")
-        return None, None
+        return None
     if result.empty_heatmap:
         warnings.append("Grad-CAM found no positive evidence for the predicted label; the heat map is empty")
-    return result.overlay_png_base64, result.layer
+    return await run_in_threadpool(render_overlay, prepared, result, overlay_format)
 
 
 def preview_png(prepared: PreparedImage) -> str:
@@ -107,14 +137,17 @@ def preview_png(prepared: PreparedImage) -> str:
 
 
 def fields_for(
-    engine: InferenceEngine, upload: Upload, probability: float, overlay: str | None, layer: str | None,
+    engine: InferenceEngine, upload: Upload, probability: float, overlay: Overlay | None,
     warnings: list[str], preview: bool = False,
 ) -> dict[str, Any]:
     """The `PredictionFields` of one image, as a dict."""
     prepared = upload.prepared
     return {
         "label": engine.label_for(probability), "probability": probability, "threshold": engine.card.threshold,
-        "model_version": engine.card.version, "gradcam_overlay": overlay, "warnings": warnings,
-        "gradcam_layer": layer, "image_size": [prepared.width, prepared.height], "dicom": upload.dicom,
+        "model_version": engine.card.version, "warnings": warnings,
+        "gradcam_overlay": overlay.base64 if overlay else None,
+        "gradcam_overlay_type": overlay.format.media_type if overlay else None,
+        "gradcam_layer": overlay.layer if overlay else None,
+        "image_size": [prepared.width, prepared.height], "dicom": upload.dicom,
         "preview_png": preview_png(prepared) if preview else None,
     }

@@ -16,5 +16,3 @@ class SidecarSettings(BaseSettings):
     sidecar_port: int = 8001
     # 0 lets TensorFlow pick.
     tf_threads: int = Field(0, ge=0)
-    # Largest overlay background accepted (the API sends long side <= 512).
-    max_image_side: int = Field(2048, gt=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -16,14 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.gradcam_protocol import (
-    IMAGE_SHAPE_HEADER,
+    HEATMAP_DECIMALS,
     INPUT_SHAPE_HEADER,
     MODEL_VERSION_HEADER,
     ProtocolError,
     decode_request,
     parse_shape,
 )
-from app.imaging.overlay import overlay_png
 from app.imaging.preprocess import Preprocessor
 from app.model_card import ModelCard, load_model_card, sha256_of
 from app.sidecar.config import SidecarSettings
@@ -114,40 +112,31 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
             raise HTTPException(status_code=409, detail=f"sidecar runs model {card.version}, request is for {version}")
         try:
             input_shape = parse_shape(request.headers.get(INPUT_SHAPE_HEADER), INPUT_SHAPE_HEADER)
-            image_shape = parse_shape(request.headers.get(IMAGE_SHAPE_HEADER), IMAGE_SHAPE_HEADER)
         except ProtocolError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         size = card.preprocessing.input_size
         if input_shape != (size, size):
             raise HTTPException(status_code=422, detail=f"model input must be {size},{size}")
-        if max(image_shape) > settings.max_image_side:
-            raise HTTPException(status_code=413, detail=f"image side over {settings.max_image_side}")
-        expected = size * size + image_shape[0] * image_shape[1]
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) != expected:
-            raise HTTPException(status_code=422, detail=f"body has {declared} bytes, the shapes say {expected}")
+        if declared is not None and declared.isdigit() and int(declared) != size * size:
+            raise HTTPException(status_code=422, detail=f"body has {declared} bytes, the shape says {size * size}")
         body = await request.body()
         try:
-            enhanced, image = decode_request(body, input_shape, image_shape)
+            enhanced = decode_request(body, input_shape)
         except ProtocolError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
         def work() -> dict:
             start = time.perf_counter()
             result = engine.compute(Preprocessor.to_float(enhanced))
-            mid = time.perf_counter()
-            png = overlay_png(image, result.heatmap)
             return {
                 "model_version": card.version,
                 "layer": engine.layer_name,
                 "probability": result.probability,
                 "explained_label": result.explained_label,
                 "empty_heatmap": result.empty,
-                "heatmap": np.round(result.heatmap, 4).tolist(),
-                "overlay_png": base64.b64encode(png).decode("ascii"),
-                "overlay_size": [int(image.shape[1]), int(image.shape[0])],
-                "timings_ms": {"gradcam": round((mid - start) * 1000, 2),
-                               "overlay": round((time.perf_counter() - mid) * 1000, 2)},
+                "heatmap": np.round(result.heatmap, HEATMAP_DECIMALS).tolist(),
+                "timings_ms": {"gradcam": round((time.perf_counter() - start) * 1000, 2)},
             }
 
         async with gate:

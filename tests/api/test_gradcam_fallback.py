@@ -27,12 +27,26 @@ def predict(client: TestClient) -> dict:
     return body
 
 
+def _answer(heatmap: object) -> dict:
+    return {"heatmap": heatmap, "layer": "conv", "probability": 0.5, "model_version": "x"}
+
+
+WRONG_ANSWERS = {  # each must be refused as an invalid response, not drawn
+    "not json fields": {"overlay": "%%%", "model_version": "x"},
+    "heatmap not a grid": _answer([1, 2, 3]),
+    "heatmap out of range": _answer([[0.0, 7.5], [0.1, 0.2]]),
+    "heatmap not numbers": _answer([["a", "b"]]),
+}
+
+
 class _WrongSidecar(BaseHTTPRequestHandler):
-    """Answers 200 to everything, with a JSON body that is not the sidecar's."""
+    """Answers 200 to everything, with a JSON body that is not a valid sidecar answer."""
+
+    answer: dict = {}
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("content-length", 0)))
-        body = json.dumps({"overlay_png": "%%% not base64 %%%", "model_version": "x"}).encode()
+        body = json.dumps(self.answer).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -43,9 +57,10 @@ class _WrongSidecar(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture()
-def wrong_sidecar() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _WrongSidecar)
+@pytest.fixture(params=sorted(WRONG_ANSWERS))
+def wrong_sidecar(request: pytest.FixtureRequest) -> Iterator[str]:
+    handler = type("Handler", (_WrongSidecar,), {"answer": WRONG_ANSWERS[request.param]})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -82,4 +97,4 @@ def test_predict_sidecar_slow_times_out_with_warning(model_dir: Path, silent_sid
 def test_predict_sidecar_wrong_answer_returns_warning(model_dir: Path, wrong_sidecar: str) -> None:
     with TestClient(create_app(make_settings(model_dir, gradcam_url=wrong_sidecar))) as client:
         body = predict(client)
-        assert any("invalid response" in w for w in body["warnings"])
+        assert any("invalid response" in w for w in body["warnings"]), body["warnings"]

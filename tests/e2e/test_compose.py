@@ -138,7 +138,8 @@ def test_predict_full_resolution_xray_returns_label_probability_and_overlay(stac
     assert body["label"] == ("PNEUMONIA" if body["probability"] >= body["threshold"] else "NORMAL")
     assert body["label"] == XRAY_LABEL
     overlay = Image.open(io.BytesIO(base64.b64decode(body["gradcam_overlay"], validate=True)))
-    assert overlay.format == "PNG"
+    assert body["gradcam_overlay_type"] == "image/jpeg"
+    assert overlay.format == "JPEG"
     overlay.load()
     with Image.open(XRAY) as original:
         assert max(overlay.size) <= 512

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.imaging.overlay import blend, encode_png, fit_long_side, overlay_png, upsample_heatmap
+from app.imaging.overlay import OverlayFormat, blend, encode_png, fit_long_side, overlay_image, upsample_heatmap
 
 
 def gradient_image(height: int, width: int) -> np.ndarray:
@@ -52,12 +52,23 @@ def test_blend_rejects_bad_inputs() -> None:
         blend(np.zeros((10, 10), np.uint8), np.zeros((2, 2)), alpha=1.5)
 
 
-def test_overlay_png_decodes_at_image_size() -> None:
+@pytest.mark.parametrize("fmt", list(OverlayFormat))
+def test_overlay_image_decodes_at_image_size_in_its_format(fmt: OverlayFormat) -> None:
     gray = gradient_image(333, 512)
-    png = overlay_png(gray, np.random.default_rng(0).random((14, 14)).astype(np.float32))
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    heat = np.random.default_rng(0).random((14, 14)).astype(np.float32)
+    encoded = overlay_image(gray, heat, fmt)
+    assert encoded.startswith(fmt.magic)
+    decoded = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
     assert decoded.shape == (333, 512, 3)
+    # JPEG is lossy but must stay a faithful picture of the blend.
+    error = np.abs(decoded.astype(np.int16) - blend(gray, heat).astype(np.int16))
+    assert error.mean() < (2.0 if fmt is OverlayFormat.JPEG else 1e-9)
+
+
+def test_jpeg_overlay_is_much_smaller_than_png() -> None:
+    gray = cv2.GaussianBlur(np.random.default_rng(2).integers(0, 256, (400, 512), dtype=np.uint8), (9, 9), 3)
+    heat = np.random.default_rng(3).random((14, 14)).astype(np.float32)
+    assert len(overlay_image(gray, heat, OverlayFormat.JPEG)) * 3 < len(overlay_image(gray, heat, OverlayFormat.PNG))
 
 
 def test_encode_png_is_lossless() -> None:

@@ -70,6 +70,23 @@ def test_predict_over_http_returns_overlay(services: Services, model_dir: Path, 
     assert overlay.shape[1] / overlay.shape[0] == pytest.approx(width / height, rel=0.02)
 
 
+def test_predict_over_http_png_overlay_on_request(services: Services) -> None:
+    path = FIXTURE_JPEGS[0]
+    default = post(services.api_url, path).json()
+    png = post(services.api_url, path, overlay_format="png").json()
+    assert default["gradcam_overlay_type"] == "image/jpeg"
+    assert base64.b64decode(default["gradcam_overlay"]).startswith(b"\xff\xd8\xff")
+    assert png["gradcam_overlay_type"] == "image/png"
+    assert base64.b64decode(png["gradcam_overlay"]).startswith(b"\x89PNG")
+    assert decode_overlay(png["gradcam_overlay"]).shape == decode_overlay(default["gradcam_overlay"]).shape
+    assert png["probability"] == default["probability"]
+
+
+def test_predict_over_http_unknown_overlay_format_returns_422(services: Services) -> None:
+    response = post(services.api_url, FIXTURE_JPEGS[0], overlay_format="gif")
+    assert response.status_code == 422
+
+
 def test_predict_over_http_declared_oversize_returns_413(services: Services) -> None:
     """Only the headers and a few bytes are sent: the 413 comes without waiting for the body."""
     port = int(services.api_url.rsplit(":", 1)[1])

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from app.api.inference import InferenceEngine
-from app.gradcam_protocol import IMAGE_SHAPE_HEADER, MODEL_VERSION_HEADER, encode_request
+from app.gradcam_protocol import INPUT_SHAPE_HEADER, MODEL_VERSION_HEADER, encode_request
 from app.model_card import load_model_card
 from app.sidecar.config import SidecarSettings
 from app.sidecar.main import create_app
 from tests.serving import FIXTURE_JPEGS
 
 
-def request_for(model_dir: Path, path: Path) -> tuple[bytes, dict[str, str], tuple[int, int]]:
+def request_for(model_dir: Path, path: Path) -> tuple[bytes, dict[str, str], float]:
+    """(body, headers, the ONNX probability) for one upload."""
     engine = InferenceEngine(model_dir)
     prepared = engine.prepare(path.read_bytes(), 10**8)
-    body, headers = encode_request(prepared.enhanced, prepared.preview, engine.card.version)
-    return body, headers, prepared.preview.shape
+    body, headers = encode_request(prepared.enhanced, engine.card.version)
+    return body, headers, engine.predict(prepared)
 
 
 def test_health_returns_ok_with_layer(sidecar: TestClient, model_dir: Path) -> None:
@@ -36,15 +36,13 @@ def test_health_returns_ok_with_layer(sidecar: TestClient, model_dir: Path) -> N
     assert min(body["grid"]) >= 14
 
 
-def test_gradcam_returns_overlay_at_image_shape(sidecar: TestClient, model_dir: Path) -> None:
-    body, headers, shape = request_for(model_dir, FIXTURE_JPEGS[0])
+def test_gradcam_returns_heatmap_of_the_layer_grid(sidecar: TestClient, model_dir: Path) -> None:
+    body, headers, probability = request_for(model_dir, FIXTURE_JPEGS[0])
     response = sidecar.post("/gradcam", content=body, headers=headers)
     assert response.status_code == 200
     payload = response.json()
-    png = base64.b64decode(payload["overlay_png"])
-    overlay = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    assert overlay.shape == (*shape, 3)
-    assert max(shape) <= 512
+    assert "overlay" not in payload  # the API draws it
+    assert payload["probability"] == pytest.approx(probability, abs=1e-4)
     heat = np.array(payload["heatmap"])
     assert heat.shape == tuple(sidecar.get("/health").json()["grid"])
     assert np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
@@ -61,7 +59,7 @@ def test_gradcam_wrong_body_length_returns_422(sidecar: TestClient, model_dir: P
 
 def test_gradcam_missing_shape_header_returns_422(sidecar: TestClient, model_dir: Path) -> None:
     body, headers, _ = request_for(model_dir, FIXTURE_JPEGS[0])
-    del headers[IMAGE_SHAPE_HEADER]
+    del headers[INPUT_SHAPE_HEADER]
     assert sidecar.post("/gradcam", content=body, headers=headers).status_code == 422
 
 

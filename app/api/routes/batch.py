@@ -22,9 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.inference import InferenceEngine
 from app.api.limits import BodyTooLargeError, too_large_detail
-from app.api.service import Upload, collect_overlay, fields_for, predict_many, prepare_upload, start_overlay
+from app.api.service import Overlay, Upload, collect_overlay, fields_for, predict_many, prepare_upload, start_heatmap
 from app.api.state import ServiceState, State
 from app.imaging.errors import ImageError
+from app.imaging.overlay import OverlayFormat
 
 router = APIRouter()
 FIELD = "files"
@@ -108,15 +109,16 @@ async def _prepare_all(
 
 
 async def _overlays(
-    state: ServiceState, engine: InferenceEngine, uploads: list[Upload], probabilities: list[float]
-) -> list[tuple[str | None, str | None, list[str]]]:
+    state: ServiceState, engine: InferenceEngine, uploads: list[Upload], probabilities: list[float],
+    overlay_format: OverlayFormat,
+) -> list[tuple[Overlay | None, list[str]]]:
     """One sidecar call at a time, each with its own deadline."""
     results = []
     for upload, probability in zip(uploads, probabilities, strict=True):
         warnings = list(upload.warnings)
-        overlay, layer = await collect_overlay(state, start_overlay(state, engine, upload.prepared), probability,
-                                               warnings)
-        results.append((overlay, layer, warnings))
+        task = start_heatmap(state, engine, upload.prepared)
+        overlay = await collect_overlay(state, task, upload.prepared, probability, overlay_format, warnings)
+        results.append((overlay, warnings))
     return results
 
 
@@ -127,6 +129,7 @@ async def predict_batch(
     request: Request,
     state: State,
     gradcam: Annotated[bool, Query(description="also compute the Grad-CAM overlay of each file (slow)")] = False,
+    overlay_format: Annotated[OverlayFormat, Query(description="encoding of the overlays")] = OverlayFormat.JPEG,
 ) -> BatchResponse:
     engine = state.require_engine()
     settings, metrics = state.settings, state.metrics
@@ -138,6 +141,7 @@ async def predict_batch(
     timings["read"] = _ms(time.perf_counter() - start)
 
     mark = time.perf_counter()
+    with_overlays = gradcam and state.gradcam is not None
     prepared = await _prepare_all(engine, items, settings.max_image_pixels)
     timings["preprocess"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("preprocess_batch").observe(time.perf_counter() - mark)
@@ -149,17 +153,17 @@ async def predict_batch(
     timings["inference"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("inference_batch").observe(time.perf_counter() - mark)
 
-    if gradcam and state.gradcam is not None:
+    if with_overlays:
         mark = time.perf_counter()
-        extras = await _overlays(state, engine, uploads, probabilities)
+        extras = await _overlays(state, engine, uploads, probabilities, overlay_format)
         timings["gradcam"] = _ms(time.perf_counter() - mark)
     else:
-        extras = [(None, None, list(u.warnings)) for u in uploads]
+        extras = [(None, list(u.warnings)) for u in uploads]
 
     results: list[dict[str, Any]] = [{} for _ in items]
-    for (index, upload), probability, (overlay, layer, warnings) in zip(good, probabilities, extras, strict=True):
+    for (index, upload), probability, (overlay, warnings) in zip(good, probabilities, extras, strict=True):
         metrics.predictions.labels(engine.label_for(probability)).inc()
-        fields = fields_for(engine, upload, probability, overlay, layer, warnings)
+        fields = fields_for(engine, upload, probability, overlay, warnings)
         fields.pop("preview_png")
         results[index] = {"index": index, "filename": items[index][0], "status": 200, **fields}
     for index, outcome in enumerate(prepared):

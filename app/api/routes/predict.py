@@ -11,9 +11,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.gradcam_client import GradcamResult
-from app.api.service import PredictionFields, collect_overlay, fields_for, prepare_upload, start_overlay
+from app.api.service import (
+    Overlay,
+    PredictionFields,
+    collect_overlay,
+    fields_for,
+    predict_one,
+    prepare_upload,
+    start_heatmap,
+)
 from app.api.state import State
 from app.api.upload import FIELD, read_upload
+from app.imaging.overlay import OverlayFormat
 
 router = APIRouter()
 
@@ -48,6 +57,7 @@ async def predict(
     state: State,
     gradcam: Annotated[bool, Query(description="also compute the Grad-CAM overlay")] = True,
     preview: Annotated[bool, Query(description="also return the decoded image as a PNG (for the web page)")] = False,
+    overlay_format: Annotated[OverlayFormat, Query(description="encoding of gradcam_overlay")] = OverlayFormat.JPEG,
 ) -> PredictResponse:
     engine = state.require_engine()
     settings, metrics = state.settings, state.metrics
@@ -59,6 +69,7 @@ async def predict(
     timings["read"] = _ms(time.perf_counter() - start)
 
     mark = time.perf_counter()
+    with_overlay = gradcam and state.gradcam is not None
     upload = await run_in_threadpool(prepare_upload, engine, data, settings.max_image_pixels)
     prepared = upload.prepared
     timings["preprocess"] = _ms(time.perf_counter() - mark)
@@ -66,11 +77,11 @@ async def predict(
 
     # The sidecar works while onnxruntime runs: both need only the preprocessed image.
     overlay_task: asyncio.Task[GradcamResult] | None = None
-    if gradcam and state.gradcam is not None:
-        overlay_task = start_overlay(state, engine, prepared)
+    if with_overlay:
+        overlay_task = start_heatmap(state, engine, prepared)
     try:
         mark = time.perf_counter()
-        probability = await run_in_threadpool(engine.predict, prepared)
+        probability = await run_in_threadpool(predict_one, engine, prepared, with_overlay)
         timings["inference"] = _ms(time.perf_counter() - mark)
         metrics.stage_latency.labels("inference").observe(time.perf_counter() - mark)
     except BaseException:
@@ -80,13 +91,12 @@ async def predict(
 
     metrics.predictions.labels(engine.label_for(probability)).inc()
     warnings = list(upload.warnings)
-    overlay: str | None = None
-    layer: str | None = None
+    overlay: Overlay | None = None
     if overlay_task is not None:
         mark = time.perf_counter()
-        overlay, layer = await collect_overlay(state, overlay_task, probability, warnings)
+        overlay = await collect_overlay(state, overlay_task, prepared, probability, overlay_format, warnings)
         timings["gradcam_wait"] = _ms(time.perf_counter() - mark)
 
-    fields = fields_for(engine, upload, probability, overlay, layer, warnings, preview=preview)
+    fields = fields_for(engine, upload, probability, overlay, warnings, preview=preview)
     timings["total"] = _ms(time.perf_counter() - start)
     return PredictResponse(**fields, request_id=request_id, timings_ms=timings)

@@ -68,7 +68,7 @@ function render(result, fileName) {
   $("overlay-base").src = original;
   const overlay = $("overlay-img");
   if (result.gradcam_overlay) {
-    overlay.src = `data:image/png;base64,${result.gradcam_overlay}`;
+    overlay.src = `data:${result.gradcam_overlay_type || "image/jpeg"};base64,${result.gradcam_overlay}`;
     overlay.hidden = false;
     $("overlay-missing").hidden = true;
   } else {
