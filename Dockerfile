@@ -47,7 +47,8 @@ USER cxr
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ['CXR_PORT'], timeout=4)"]
-CMD ["sh", "-c", "exec python -m uvicorn app.api.main:app --host \"$CXR_HOST\" --port \"$CXR_PORT\" --no-server-header"]
+# CXR_WORKERS processes (default: one per CPU the container may use); see app/api/__main__.py.
+CMD ["python", "-m", "app.api"]
 
 # ---- gradcam: the Grad-CAM sidecar, serving set + TensorFlow ---------------------------
 FROM venv-api AS venv-gradcam

@@ -27,12 +27,12 @@ SECTIONS = ("stages", "runtimes", "ceiling", "service", "peer")
 FULL = {
     "stages_reps": 5, "calls_b1": 40, "calls_b32": 8, "ceiling_passes": 12,
     "predict": {1: 96, 4: 192, 16: 384}, "gradcam": {1: 48, 4: 96, 16: 160}, "peer": {1: 32, 4: 48, 16: 64},
-    "max_seconds": 45.0,
+    "max_seconds": 45.0, "paired_rounds": 3, "paired_passes": 20, "paired_requests": 640,
 }
 QUICK = {
     "stages_reps": 1, "calls_b1": 5, "calls_b32": 2, "ceiling_passes": 2,
     "predict": {1: 16, 4: 16, 16: 32}, "gradcam": {1: 8, 4: 8, 16: 16}, "peer": {1: 8, 4: 8, 16: 16},
-    "max_seconds": 20.0,
+    "max_seconds": 20.0, "paired_rounds": 1, "paired_passes": 2, "paired_requests": 32,
 }
 
 
@@ -142,14 +142,49 @@ def _service(results: dict, model_dir: Path, uploads, plan: dict, api_env: dict[
         sidecar = services.start("sidecar", "app.sidecar.main:app", {"CXR_MODEL_DIR": str(model_dir), **sidecar_env})
         sidecar.wait_healthy()
         api = services.start("api", "app.api.main:app",
-                             {"CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": sidecar.url, **api_env})
+                             {"CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": sidecar.url, **api_env},
+                             launcher="app.api")
         results["model"] = api.wait_healthy()
         results["model_info"] = _get_json(api.url + "/model")
         results["load_predict"] = _load_series("predict", api, "/predict?gradcam=false", uploads,
                                                plan["predict"], plan["max_seconds"])
+        results["paired"] = _paired(results, api, model_dir, uploads, plan)
         results["load_gradcam"] = _load_series("predict+gradcam", api, "/predict?gradcam=true", uploads,
                                                plan["gradcam"], plan["max_seconds"], want_overlay=True, also=sidecar)
         results["memory"].update(api_peak_rss_mb=api.peak_rss_mb(), sidecar_peak_rss_mb=sidecar.peak_rss_mb())
+
+
+def _paired(results: dict, api: Service, model_dir: Path, uploads, plan: dict) -> dict:
+    """The service at the top concurrency and the ceiling's best layout, measured back to back.
+
+    This VM's speed drifts by tens of percent within minutes (a fixed CPU loop took 280 to
+    480 ms in one minute here), so a ceiling measured minutes before the load would mostly
+    measure that drift. Each round is ceiling, load, ceiling; its ratio uses the mean of
+    the two ceilings; the result is the median round.
+    """
+    best = results.get("ceiling", {}).get("best")
+    layout = ["--layout", ",".join(str(int(best.get(k, 0))) for k in ("threads", "ort_threads", "spinning",
+                                                                      "opencv_threads"))] if best else []
+    concurrency = max(plan["predict"])
+
+    def ceiling() -> float:
+        return _in_process("ceiling", model_dir, ["--passes", str(plan["paired_passes"]), *layout])[
+            "ceiling_images_per_s"]
+
+    rounds = []
+    before = ceiling()
+    for _ in range(plan["paired_rounds"]):
+        row = run_load("paired", "127.0.0.1", api.port, "/predict?gradcam=false", uploads, concurrency=concurrency,
+                       requests=plan["paired_requests"], max_seconds=plan["max_seconds"])
+        after = ceiling()
+        reference = (before + after) / 2
+        rounds.append({"ceiling_before": before, "ceiling_after": after, "service_rps": row["throughput_rps"],
+                       "errors": row["errors"], "ratio": row["throughput_rps"] / reference})
+        print(f"  paired round: ceiling {before:.0f} -> {after:.0f} images/s, service {row['throughput_rps']:.0f} "
+              f"req/s = {100 * rounds[-1]['ratio']:.0f}%", flush=True)
+        before = after
+    ratios = sorted(r["ratio"] for r in rounds)
+    return {"concurrency": concurrency, "layout": best, "rounds": rounds, "median_ratio": ratios[len(ratios) // 2]}
 
 
 def _peer(results: dict, model_dir: Path, uploads, plan: dict) -> None:

@@ -101,6 +101,17 @@ def _check(status: int, body: bytes, want_overlay: bool) -> str | None:
     return None
 
 
+def _run_loop(coroutine) -> None:
+    """On uvloop when it is installed (it is, with uvicorn[standard]): the generator shares the
+    cores with the server, and uvloop spends about a third less CPU per request than asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
 async def _run(host: str, port: int, requests: list[bytes], total: int, concurrency: int, max_seconds: float,
                want_overlay: bool, result: LoadResult, timeout_s: float) -> None:
     counter = iter(range(total))
@@ -152,13 +163,13 @@ def run_load(name: str, url_host: str, port: int, path: str, uploads: list[tuple
     payloads = [multipart_request(url_host, port, path, fname, data) for fname, data in uploads]
     if warmup:
         scratch = LoadResult(name, concurrency)
-        asyncio.run(_run(url_host, port, payloads, warmup, min(concurrency, warmup), 60.0, want_overlay,
+        _run_loop(_run(url_host, port, payloads, warmup, min(concurrency, warmup), 60.0, want_overlay,
                          scratch, timeout_s))
     result = LoadResult(name, concurrency)
     if on_start is not None:
         on_start()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    asyncio.run(_run(url_host, port, payloads, requests, concurrency, max_seconds, want_overlay, result, timeout_s))
+    _run_loop(_run(url_host, port, payloads, requests, concurrency, max_seconds, want_overlay, result, timeout_s))
     result.wall_s = time.perf_counter() - wall0
     result.client_cpu_s = time.process_time() - cpu0
     return result.summary()

@@ -69,13 +69,16 @@ def cpu_seconds(pid: int) -> float:
 
 class Service:
     def __init__(self, name: str, app: str, port: int, env: dict[str, str], log_dir: Path,
-                 health_path: str = "/health", extra_args: tuple[str, ...] = ()) -> None:
+                 health_path: str = "/health", extra_args: tuple[str, ...] = (), launcher: str | None = None) -> None:
         self.name, self.port, self.health_path = name, port, health_path
         self.url = f"http://127.0.0.1:{port}"
         self.log = log_dir / f"{name}.log"
-        # As the images run it (Dockerfile CMD): default log level, so access logs are included.
-        command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                   "--no-server-header", *extra_args]
+        if launcher:  # as the image runs it (Dockerfile CMD `python -m app.api`), workers and all
+            command = [sys.executable, "-m", launcher]
+            env = {**env, "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
+        else:
+            command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+                       "--no-server-header", *extra_args]
         self._log_handle = open(self.log, "wb")
         self.process = subprocess.Popen(command, cwd=app_root(), env=env, stdout=self._log_handle,
                                         stderr=subprocess.STDOUT, start_new_session=True)

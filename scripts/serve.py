@@ -32,10 +32,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _uvicorn(app: str, host: str, port: int, log_level: str, env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "uvicorn", app, "--host", host, "--port", str(port), "--log-level", log_level]
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order.
-    return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+    return subprocess.Popen([sys.executable, *command], cwd=REPO, env=env, start_new_session=True)
+
+
+def _uvicorn(app: str, host: str, port: int, log_level: str, env: dict[str, str]) -> subprocess.Popen:
+    return _start(["-m", "uvicorn", app, "--host", host, "--port", str(port), "--log-level", log_level], env)
+
+
+def _api(host: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """The API as the image runs it: `python -m app.api`, CXR_WORKERS processes."""
+    return _start(["-m", "app.api"], {**env, "CXR_HOST": host, "CXR_PORT": str(port)})
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     processes = [
         _uvicorn("app.sidecar.main:app", args.host, args.sidecar_port, args.log_level, env),
-        _uvicorn("app.api.main:app", args.host, args.api_port, args.log_level, env),
+        _api(args.host, args.api_port, env),
     ]
     stopping = False
 
@@ -76,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             exited = [p for p in processes if p.poll() is not None]
             if exited:
                 code = exited[0].returncode or 1
-                print(f"serve: {exited[0].args[3]} exited with {exited[0].returncode}; stopping", file=sys.stderr)
+                print(f"serve: {' '.join(exited[0].args[1:4])} exited with {exited[0].returncode}; stopping",
+                      file=sys.stderr)
                 break
             time.sleep(0.2)
     finally:

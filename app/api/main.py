@@ -39,12 +39,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await state.gradcam.aclose()
+            await run_in_threadpool(state.close)
 
     app = FastAPI(
         title="Chest X-ray pneumonia classifier",
         description="PNEUMONIA vs NORMAL with a Grad-CAM explanation. Decision support at most.",
         version="1.0.0",
         lifespan=lifespan,
+        telemetry={"tracing": settings.otel, "metrics": settings.otel, "logs": settings.otel},
     )
     app.state.service = state
     for module in (predict, batch, health, model, metrics, web):

@@ -28,6 +28,7 @@ class JsonFormatter(logging.Formatter):
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+            "pid": record.process,  # which worker process, when `python -m app.api` runs several
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info and record.exc_info[0] is not None:

@@ -1,12 +1,35 @@
 """Prometheus metrics of one app instance (recorded per request by `app.api.access`).
 
-Each app gets its own registry, so several apps (tests) never collide.
+Each app gets its own registry, so several apps (tests) never collide. When the API runs
+as several worker processes (`python -m app.api`), prometheus_client's multiprocess mode
+is on: every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR and
+`Metrics.render` sums them, so /metrics is the same whichever worker answers.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import os
+import tempfile
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import Scope
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def use_multiprocess_metrics() -> Path:
+    """Call before the workers start: an empty directory for their metric files, in the environment
+    they inherit (one given in PROMETHEUS_MULTIPROC_DIR is emptied of an earlier run's files)."""
+    given = os.environ.get(MULTIPROCESS_ENV)
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="cxr-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_ENV] = str(path)
+    return path
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -35,6 +58,15 @@ class Metrics:
         self.rejected_inputs = Counter(
             "cxr_rejected_inputs", "Uploads rejected, by HTTP status", ["status"], registry=self.registry,
         )
+
+    def render(self) -> bytes:
+        """The Prometheus text of this app, or of all worker processes in multiprocess mode."""
+        directory = os.environ.get(MULTIPROCESS_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
 
     def record_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

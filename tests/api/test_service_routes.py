@@ -90,13 +90,13 @@ def test_settings_read_environment(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CXR_GRADCAM_TIMEOUT_S", "0.75")
     monkeypatch.setenv("CXR_MAX_UPLOAD_BYTES", "1234")
     monkeypatch.setenv("CXR_MAX_IMAGE_PIXELS", "5000")
-    monkeypatch.setenv("CXR_ORT_THREADS", "1")
+    monkeypatch.setenv("CXR_ORT_THREADS", "2")
     monkeypatch.setenv("CXR_PORT", "9000")
     settings = Settings()
     assert settings.model_dir == tmp_path
     assert settings.gradcam_url == "http://10.0.0.1:9001"
     assert settings.gradcam_timeout_s == 0.75
-    assert (settings.max_upload_bytes, settings.max_image_pixels, settings.ort_threads) == (1234, 5000, 1)
+    assert (settings.max_upload_bytes, settings.max_image_pixels, settings.ort_threads) == (1234, 5000, 2)
     assert (settings.host, settings.port) == ("127.0.0.1", 9000)
 
 

@@ -15,7 +15,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -95,13 +94,13 @@ def _error(index: int, name: str, exc: ImageError | FileError) -> dict[str, Any]
 
 
 async def _prepare_all(
-    engine: InferenceEngine, items: list[tuple[str, bytes | FileError]], max_pixels: int
+    state: ServiceState, engine: InferenceEngine, items: list[tuple[str, bytes | FileError]], max_pixels: int
 ) -> list[Upload | ImageError | FileError]:
     async def one(item: bytes | FileError) -> Upload | ImageError | FileError:
         if isinstance(item, FileError):
             return item
         try:
-            return await run_in_threadpool(prepare_upload, engine, item, max_pixels)
+            return await state.run(prepare_upload, engine, item, max_pixels)
         except ImageError as exc:
             return exc
 
@@ -142,14 +141,14 @@ async def predict_batch(
 
     mark = time.perf_counter()
     with_overlays = gradcam and state.gradcam is not None
-    prepared = await _prepare_all(engine, items, settings.max_image_pixels)
+    prepared = await _prepare_all(state, engine, items, settings.max_image_pixels)
     timings["preprocess"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("preprocess_batch").observe(time.perf_counter() - mark)
 
     good = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Upload)]
     uploads = [p for _, p in good]
     mark = time.perf_counter()
-    probabilities = await run_in_threadpool(predict_many, engine, [u.prepared for u in uploads])
+    probabilities = await state.run(predict_many, engine, [u.prepared for u in uploads])
     timings["inference"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("inference_batch").observe(time.perf_counter() - mark)
 

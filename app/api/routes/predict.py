@@ -8,7 +8,6 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 
 from app.api.gradcam_client import GradcamResult
 from app.api.service import (
@@ -18,6 +17,7 @@ from app.api.service import (
     fields_for,
     predict_one,
     prepare_upload,
+    score_upload,
     start_heatmap,
 )
 from app.api.state import State
@@ -68,33 +68,36 @@ async def predict(
     data = await read_upload(request, settings.max_upload_bytes)
     timings["read"] = _ms(time.perf_counter() - start)
 
-    mark = time.perf_counter()
-    with_overlay = gradcam and state.gradcam is not None
-    upload = await run_in_threadpool(prepare_upload, engine, data, settings.max_image_pixels)
-    prepared = upload.prepared
-    timings["preprocess"] = _ms(time.perf_counter() - mark)
-    metrics.stage_latency.labels("preprocess").observe(time.perf_counter() - mark)
+    def record(stage: str, seconds: float) -> None:
+        timings[stage] = _ms(seconds)
+        metrics.stage_latency.labels(stage).observe(seconds)
 
-    # The sidecar works while onnxruntime runs: both need only the preprocessed image.
     overlay_task: asyncio.Task[GradcamResult] | None = None
-    if with_overlay:
-        overlay_task = start_heatmap(state, engine, prepared)
-    try:
+    if gradcam and state.gradcam is not None:
         mark = time.perf_counter()
-        probability = await run_in_threadpool(predict_one, engine, prepared, with_overlay)
-        timings["inference"] = _ms(time.perf_counter() - mark)
-        metrics.stage_latency.labels("inference").observe(time.perf_counter() - mark)
-    except BaseException:
-        if overlay_task is not None:
+        upload = await state.run(prepare_upload, engine, data, settings.max_image_pixels)
+        record("preprocess", time.perf_counter() - mark)
+        # The sidecar works while onnxruntime runs: both need only the preprocessed image.
+        overlay_task = start_heatmap(state, engine, upload.prepared)
+        try:
+            mark = time.perf_counter()
+            probability = await state.run(predict_one, engine, upload.prepared, True)
+            record("inference", time.perf_counter() - mark)
+        except BaseException:
             overlay_task.cancel()
-        raise
+            raise
+    else:
+        scored = await state.run(score_upload, engine, data, settings.max_image_pixels)
+        upload, probability = scored.upload, scored.probability
+        for stage, seconds in scored.seconds.items():
+            record(stage, seconds)
 
     metrics.predictions.labels(engine.label_for(probability)).inc()
     warnings = list(upload.warnings)
     overlay: Overlay | None = None
     if overlay_task is not None:
         mark = time.perf_counter()
-        overlay = await collect_overlay(state, overlay_task, prepared, probability, overlay_format, warnings)
+        overlay = await collect_overlay(state, overlay_task, upload.prepared, probability, overlay_format, warnings)
         timings["gradcam_wait"] = _ms(time.perf_counter() - mark)
 
     fields = fields_for(engine, upload, probability, overlay, warnings, preview=preview)
