@@ -107,6 +107,12 @@ class Service:
         values = [v for v in values if v is not None]
         return max(values) / 1024.0 if values else None
 
+    def peak_rss_total_mb(self) -> float | None:
+        """Sum of the peak resident sets of the process and all its children (every uvicorn worker)."""
+        values = [proc_status_kb(pid, "VmHWM") for pid in [self.pid, *child_pids(self.pid)]]
+        values = [v for v in values if v is not None]
+        return sum(values) / 1024.0 if values else None
+
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
