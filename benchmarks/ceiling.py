@@ -33,7 +33,8 @@ def _session(model_dir: Path, onnx_file: str, threads: int, spinning: bool):
     return ort.InferenceSession(str(model_dir / onnx_file), options, providers=["CPUExecutionProvider"])
 
 
-Layout = tuple[int, int, bool, int]  # worker threads, onnxruntime threads (0 = 1/core), spin-wait, OpenCV threads (0 = default)
+# (worker threads, onnxruntime threads (0 = 1/core), spin-wait, OpenCV threads (0 = OpenCV's default))
+Layout = tuple[int, int, bool, int]
 
 
 def default_layouts(cores: int) -> list[Layout]:

@@ -48,6 +48,23 @@ def test_predict_no_body_returns_422(client: TestClient) -> None:
     assert_error(client.post("/predict"), 422)
 
 
+def test_predict_two_files_returns_400_then_serves_the_next(client: TestClient) -> None:
+    data = GOOD.read_bytes()
+    response = client.post("/predict", params={"gradcam": "false"},
+                           files=[("file", ("a.jpeg", data, "image/jpeg")), ("file", ("b.jpeg", data, "image/jpeg"))])
+    assert_error(response, 400)
+    assert "/predict/batch" in response.json()["detail"]
+    assert post_bytes(client, data).status_code == 200
+
+
+def test_predict_truncated_multipart_returns_400(client: TestClient) -> None:
+    body = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.jpeg"\r\n\r\n' + GOOD.read_bytes()
+    response = client.post("/predict", params={"gradcam": "false"}, content=body,
+                           headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert_error(response, 400)
+    assert "malformed multipart" in response.json()["detail"]
+
+
 def test_predict_corrupt_jpeg_returns_422(client: TestClient) -> None:
     assert_error(post_bytes(client, b"\xff\xd8\xff\xe0" + b"\x13" * 500), 422)
 

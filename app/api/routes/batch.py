@@ -16,13 +16,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.inference import InferenceEngine
-from app.api.limits import BodyTooLargeError, too_large_detail
+from app.api.limits import too_large_detail
 from app.api.service import Overlay, Upload, collect_overlay, fields_for, predict_many, prepare_upload, start_heatmap
 from app.api.state import ServiceState, State
+from app.api.upload import MAX_FIELDS, files_named, read_parts
 from app.imaging.errors import ImageError
 from app.imaging.overlay import OverlayFormat
 
@@ -60,29 +59,19 @@ class FileError(Exception):
 
 async def read_files(request: Request, limit: int, max_files: int) -> list[tuple[str, bytes | FileError]]:
     """(filename, bytes or the file's error) for each `files` part; 413/422 for the request as a whole."""
-    try:
-        form = await request.form(max_files=max_files, max_fields=16)
-    except BodyTooLargeError:
-        raise HTTPException(status_code=413, detail=too_large_detail(limit)) from None
-    except StarletteHTTPException as exc:
-        if "Too many files" in str(exc.detail):
-            raise HTTPException(status_code=413, detail=f"more than {max_files} files in one batch") from None
-        raise
-    try:
-        items: list[tuple[str, bytes | FileError]] = []
-        for upload in form.getlist(FIELD):
-            if not isinstance(upload, UploadFile):
-                continue
-            data = await upload.read(limit + 1)
-            name = upload.filename or ""
-            if len(data) > limit:
-                items.append((name, FileError(413, too_large_detail(limit))))
-            elif not data:
-                items.append((name, FileError(422, "the file is empty")))
-            else:
-                items.append((name, data))
-    finally:
-        await form.close()
+    # The body size limit bounds the number of parts; count the files once all are read.
+    parts = await read_parts(request, limit, max_parts=max_files + MAX_FIELDS + 1024)
+    if sum(part.filename is not None for part in parts) > max_files:
+        raise HTTPException(status_code=413, detail=f"more than {max_files} files in one batch")
+    items: list[tuple[str, bytes | FileError]] = []
+    for part in files_named(parts, FIELD):
+        name, data = part.filename or "", part.data
+        if len(data) > limit:
+            items.append((name, FileError(413, too_large_detail(limit))))
+        elif not data:
+            items.append((name, FileError(422, "the file is empty")))
+        else:
+            items.append((name, data))
     if not items:
         raise HTTPException(status_code=422, detail=f"multipart form field '{FIELD}' (image files) is required")
     return items
@@ -122,7 +111,8 @@ async def _overlays(
 
 
 @router.post("/predict/batch", response_model=BatchResponse, openapi_extra=_UPLOAD_SCHEMA,
-             responses={413: {"description": "request body too large, or too many files"},
+             responses={400: {"description": "malformed multipart body"},
+                        413: {"description": "request body too large, or too many files"},
                         422: {"description": "no files"}, 503: {"description": "model not loaded"}})
 async def predict_batch(
     request: Request,

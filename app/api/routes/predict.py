@@ -8,8 +8,10 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
 
 from app.api.gradcam_client import GradcamResult
+from app.api.responses import json_response
 from app.api.service import (
     Overlay,
     PredictionFields,
@@ -48,7 +50,8 @@ def _ms(seconds: float) -> float:
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=_UPLOAD_SCHEMA,
-             responses={413: {"description": "upload or image too large"},
+             responses={400: {"description": "malformed multipart body, or more than one file"},
+                        413: {"description": "upload or image too large"},
                         415: {"description": "not an image, or an unsupported DICOM transfer syntax"},
                         422: {"description": "missing, empty or undecodable file; multi-frame or non-image DICOM"},
                         503: {"description": "model not loaded"}})
@@ -58,7 +61,7 @@ async def predict(
     gradcam: Annotated[bool, Query(description="also compute the Grad-CAM overlay")] = True,
     preview: Annotated[bool, Query(description="also return the decoded image as a PNG (for the web page)")] = False,
     overlay_format: Annotated[OverlayFormat, Query(description="encoding of gradcam_overlay")] = OverlayFormat.JPEG,
-) -> PredictResponse:
+) -> Response:
     engine = state.require_engine()
     settings, metrics = state.settings, state.metrics
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -102,4 +105,4 @@ async def predict(
 
     fields = fields_for(engine, upload, probability, overlay, warnings, preview=preview)
     timings["total"] = _ms(time.perf_counter() - start)
-    return PredictResponse(**fields, request_id=request_id, timings_ms=timings)
+    return json_response(PredictResponse(**fields, request_id=request_id, timings_ms=timings))
