@@ -15,8 +15,9 @@ import httpx
 class DelayProxy:
     """localhost TCP proxy in front of the sidecar; `delay_s` > 0 holds back each response that long.
 
-    A response is recognised as the first bytes from upstream after a quiet spell, so
-    keep-alive connections get one delay per response. Connections to a closed upstream
+    A response is the first bytes from upstream after bytes went upstream (HTTP/1.1 without
+    pipelining: one request at a time per connection), so keep-alive connections get one
+    delay per response however fast the sidecar answers. Connections to a closed upstream
     are closed at once (like a killed sidecar behind a load balancer).
     """
 
@@ -56,20 +57,24 @@ class DelayProxy:
             return
         upstream.settimeout(None)
         client.settimeout(None)
-        threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-        self._pump(upstream, client, True)
+        awaiting_response = threading.Event()
+        threading.Thread(target=self._pump, args=(client, upstream, awaiting_response, False), daemon=True).start()
+        self._pump(upstream, client, awaiting_response, True)
 
-    def _pump(self, source: socket.socket, target: socket.socket, delayed: bool) -> None:
-        last = 0.0
+    def _pump(self, source: socket.socket, target: socket.socket, awaiting_response: threading.Event,
+              is_response: bool) -> None:
         try:
             while not self._stop.is_set():
                 data = source.recv(65536)
                 if not data:
                     break
-                if delayed and self.delay_s > 0 and time.monotonic() - last > 0.05:
-                    time.sleep(self.delay_s)
+                if not is_response:
+                    awaiting_response.set()
+                elif awaiting_response.is_set():  # the first bytes of a response
+                    awaiting_response.clear()
+                    if self.delay_s > 0:
+                        time.sleep(self.delay_s)
                 target.sendall(data)
-                last = time.monotonic()
         except OSError:
             pass
         finally:
