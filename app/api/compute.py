@@ -10,12 +10,10 @@ no cancel scope), and /predict makes one or two such calls per request.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -26,10 +24,9 @@ class ComputePool:
         self.threads = threads
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="cxr-compute")
 
-    async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `function` in the pool; the awaiting request waits, the event loop does not."""
-        call = functools.partial(function, *args, **kwargs) if kwargs else function
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *([] if kwargs else args))
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(*args)` in the pool; the awaiting request waits, the event loop does not."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def shutdown(self) -> None:
         """Finish what is running, drop what is queued (called at shutdown, after the last request)."""
