@@ -7,7 +7,7 @@ or credentials in an origin) instead of serving with them.
 from __future__ import annotations
 
 import logging
-import os
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -15,17 +15,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.api.cpus import usable_cores
 from app.imaging.decode import DEFAULT_MAX_PIXELS
 
 MIN_API_KEY_LENGTH = 16
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (its affinity mask, which containers' cpusets narrow)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -41,9 +34,9 @@ class Settings(BaseSettings):
     # API processes (uvicorn workers) started by `python -m app.api`; 0 = one per usable core.
     # Several processes do not share one GIL or one event loop.
     workers: int = Field(0, ge=0, le=64)
-    # Threads per process for the CPU work of requests (decode, preprocessing, inference); 0 = one per
-    # usable core. Every process may use every core: uvicorn does not spread keep-alive connections
-    # evenly (one worker may hold 15 of 16), and a process held to its share would leave cores idle.
+    # Threads per process for the CPU work of requests (decode, preprocessing, inference); 0 = twice
+    # the process's share of the cores (at most all of them). uvicorn does not spread keep-alive
+    # connections evenly (one worker may hold 15 of 16): a worker held to its share would leave cores idle.
     compute_threads: int = Field(0, ge=0, le=256)
     # Intra-op threads of onnxruntime and OpenCV per call; 0 = one per core. Requests run side by side
     # in the compute pool, so each call on one thread wastes nothing on hand-offs under load.
@@ -118,7 +111,8 @@ class Settings(BaseSettings):
 
     @property
     def compute_pool_size(self) -> int:
-        return self.compute_threads or usable_cores()
+        cores = usable_cores()
+        return self.compute_threads or min(cores, 2 * math.ceil(cores / self.worker_count))
 
     @property
     def log_level_number(self) -> int:

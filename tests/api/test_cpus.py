@@ -1,0 +1,49 @@
+"""Sizing workers and pools: the cgroup CPU quota caps the affinity mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.api import config as config_module
+from app.api import cpus
+from app.api.config import Settings
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [
+    ("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 2), ("50000 100000\n", 1),
+    ("garbage\n", None),
+])
+def test_cgroup_v2_quota(tmp_path: Path, cpu_max: str, expected: int | None) -> None:
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert cpus.cgroup_cpu_limit(tmp_path) == expected
+
+
+@pytest.mark.parametrize(("quota", "expected"), [("-1", None), ("300000", 3)])
+def test_cgroup_v1_quota(tmp_path: Path, quota: str, expected: int | None) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text(quota)
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert cpus.cgroup_cpu_limit(tmp_path) == expected
+
+
+def test_no_cgroup_files_means_no_limit(tmp_path: Path) -> None:
+    assert cpus.cgroup_cpu_limit(tmp_path) is None
+
+
+def test_usable_cores_is_capped_by_the_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda _pid: set(range(64)))
+    monkeypatch.setattr(cpus, "cgroup_cpu_limit", lambda: 4)
+    assert cpus.usable_cores() == 4
+    monkeypatch.setattr(cpus, "cgroup_cpu_limit", lambda: None)
+    assert cpus.usable_cores() == 64
+
+
+@pytest.mark.parametrize(("cores", "workers", "pool"), [(2, 0, 2), (1, 0, 1), (64, 0, 2), (8, 2, 8), (8, 1, 8)])
+def test_default_workers_and_pool(monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, pool: int) -> None:
+    monkeypatch.setattr(config_module, "usable_cores", lambda: cores)
+    settings = Settings(workers=workers)
+    assert settings.worker_count == (workers or cores)
+    assert settings.compute_pool_size == pool
+    assert Settings(workers=workers, compute_threads=3).compute_pool_size == 3
