@@ -101,16 +101,19 @@ class Service:
             time.sleep(0.25)
         raise TimeoutError(f"{self.name} not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
 
-    def peak_rss_mb(self) -> float | None:
-        """Peak resident set (VmHWM) of the process, or of its largest worker if it forked any."""
+    def _peak_rss_kb(self) -> list[int]:
+        """Peak resident set (VmHWM) of the process and of each process it forked (uvicorn workers)."""
         values = [proc_status_kb(pid, "VmHWM") for pid in [self.pid, *child_pids(self.pid)]]
-        values = [v for v in values if v is not None]
+        return [v for v in values if v is not None]
+
+    def peak_rss_mb(self) -> float | None:
+        """Of the process, or of its largest worker if it forked any."""
+        values = self._peak_rss_kb()
         return max(values) / 1024.0 if values else None
 
     def peak_rss_total_mb(self) -> float | None:
-        """Sum of the peak resident sets of the process and all its children (every uvicorn worker)."""
-        values = [proc_status_kb(pid, "VmHWM") for pid in [self.pid, *child_pids(self.pid)]]
-        values = [v for v in values if v is not None]
+        """All its processes together."""
+        values = self._peak_rss_kb()
         return sum(values) / 1024.0 if values else None
 
     def cpu_seconds(self) -> float:

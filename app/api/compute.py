@@ -21,7 +21,6 @@ class ComputePool:
     def __init__(self, threads: int) -> None:
         if threads < 1:
             raise ValueError("a compute pool needs at least one thread")
-        self.threads = threads
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="cxr-compute")
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:

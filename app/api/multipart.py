@@ -10,7 +10,7 @@ escapes).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from python_multipart.multipart import parse_options_header
@@ -42,12 +42,9 @@ def boundary_of(content_type: str | None) -> bytes | None:
     return boundary
 
 
-async def read_body(chunks: AsyncIterable[bytes]) -> bytes:
-    return b"".join([chunk async for chunk in chunks])
-
-
-def iter_parts(body: bytes, boundary: bytes, max_parts: int) -> Iterator[Part]:
-    """Each part in order; MultipartError if the body is malformed or has over `max_parts` parts."""
+def iter_parts(body: bytes, boundary: bytes, max_parts: int | None = None) -> Iterator[Part]:
+    """Each part in order; MultipartError if the body is malformed or has over `max_parts` parts
+    (None: no count limit; the body's size limit bounds it)."""
     delimiter = b"--" + boundary
     if body.startswith(delimiter):
         position = len(delimiter)
@@ -64,7 +61,7 @@ def iter_parts(body: bytes, boundary: bytes, max_parts: int) -> Iterator[Part]:
         if line_end < 0 or body[position:line_end].strip(b" \t"):
             raise MultipartError("malformed multipart delimiter line")
         count += 1
-        if count > max_parts:
+        if max_parts is not None and count > max_parts:
             raise MultipartError(f"more than {max_parts} parts in the form")
         headers_start = line_end + 2
         if body.startswith(CRLF, headers_start):  # a part without headers

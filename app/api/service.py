@@ -8,6 +8,7 @@ overlay checks. Only the onnxruntime call differs (one image vs one stacked batc
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from app.api.gradcam_client import GradcamResult, GradcamUnavailable, check_agre
 from app.api.inference import InferenceEngine, PreparedImage
 from app.api.state import ServiceState
 from app.imaging.decode import ImageFormat
-from app.imaging.overlay import OverlayFormat, overlay_image
+from app.imaging.overlay import OverlayFormat, encode_png, overlay_image
 
 
 class PredictionFields(BaseModel):
@@ -85,11 +86,10 @@ def score_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Score
     return Scored(upload, probability, {"preprocess": mark - start, "inference": time.perf_counter() - mark})
 
 
-def predict_one(engine: InferenceEngine, prepared: PreparedImage, with_preview: bool = False) -> float:
-    """P(pneumonia) of one image (blocking). `with_preview` also makes the overlay's
-    background now, while the sidecar computes the heat map, instead of after it."""
-    if with_preview:
-        _ = prepared.preview
+def predict_before_overlay(engine: InferenceEngine, prepared: PreparedImage) -> float:
+    """P(pneumonia) of one image (blocking), and the overlay's background made now, while
+    the sidecar computes the heat map, instead of after it."""
+    _ = prepared.preview
     return engine.predict(prepared)
 
 
@@ -119,8 +119,6 @@ def start_heatmap(state: ServiceState, engine: InferenceEngine, prepared: Prepar
 
 def render_overlay(prepared: PreparedImage, result: GradcamResult, overlay_format: OverlayFormat) -> Overlay:
     """Blend and encode (blocking, ~3 ms for JPEG: call from a worker thread)."""
-    import base64
-
     encoded = overlay_image(prepared.preview, result.heatmap, overlay_format)
     return Overlay(base64.b64encode(encoded).decode("ascii"), overlay_format, result.layer)
 
@@ -144,14 +142,7 @@ async def collect_overlay(
 
 def preview_png(prepared: PreparedImage) -> str:
     """The decoded image as the page shows it beside the overlay (DICOM has no browser preview)."""
-    import base64
-
-    import cv2
-
-    ok, encoded = cv2.imencode(".png", prepared.preview, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise RuntimeError("cannot encode the preview PNG")
-    return base64.b64encode(encoded.tobytes()).decode("ascii")
+    return base64.b64encode(encode_png(prepared.preview)).decode("ascii")
 
 
 def fields_for(

@@ -12,15 +12,15 @@ import os
 import tempfile
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import Scope
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def use_multiprocess_metrics() -> Path:
+def use_multiprocess_metrics() -> None:
     """Call before the workers start: an empty directory for their metric files, in the environment
     they inherit (one given in PROMETHEUS_MULTIPROC_DIR is emptied of an earlier run's files)."""
     given = os.environ.get(MULTIPROCESS_ENV)
@@ -29,9 +29,6 @@ def use_multiprocess_metrics() -> Path:
     for stale in path.glob("*.db"):
         stale.unlink()
     os.environ[MULTIPROCESS_ENV] = str(path)
-    return path
-
-LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import HTTPException, Request
 
 from app.api.limits import BodyTooLargeError, too_large_detail
-from app.api.multipart import MultipartError, Part, boundary_of, iter_parts, read_body
+from app.api.multipart import MultipartError, Part, boundary_of, iter_parts
 
 FIELD = "file"
 MAX_FIELDS = 16  # plain form fields tolerated beside the files
 
 
-async def read_parts(request: Request, limit: int, max_parts: int) -> list[Part]:
+async def read_parts(request: Request, limit: int, max_parts: int | None) -> list[Part]:
     """Every part of a multipart/form-data body (none for another content type).
 
     413 when the body crosses the size limit while it is read, 400 when it is malformed.
@@ -20,7 +20,7 @@ async def read_parts(request: Request, limit: int, max_parts: int) -> list[Part]
         boundary = boundary_of(request.headers.get("content-type"))
         if boundary is None:
             return []
-        return list(iter_parts(await read_body(request.stream()), boundary, max_parts))
+        return list(iter_parts(await request.body(), boundary, max_parts))
     except BodyTooLargeError:
         raise HTTPException(status_code=413, detail=too_large_detail(limit)) from None
     except MultipartError as exc:

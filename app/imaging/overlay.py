@@ -31,23 +31,6 @@ class OverlayFormat(StrEnum):
     def media_type(self) -> str:
         return f"image/{self.value}"
 
-    @property
-    def magic(self) -> bytes:
-        """The first bytes of every file of this format."""
-        return b"\xff\xd8\xff" if self is OverlayFormat.JPEG else b"\x89PNG\r\n\x1a\n"
-
-
-def fit_long_side(gray: np.ndarray, long_side: int = DEFAULT_LONG_SIDE) -> np.ndarray:
-    """Downsize (never upsize) so the longer side is at most `long_side`, keeping the aspect ratio."""
-    if gray.ndim != 2:
-        raise ValueError("expected a 2-D grayscale image")
-    height, width = gray.shape
-    scale = long_side / max(height, width)
-    if scale >= 1.0:
-        return gray
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-
 
 def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Grid in [0, 1] -> float32 (H, W) in [0, 1], smoothly interpolated.

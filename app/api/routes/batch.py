@@ -21,7 +21,7 @@ from app.api.inference import InferenceEngine
 from app.api.limits import too_large_detail
 from app.api.service import Overlay, Upload, collect_overlay, fields_for, predict_many, prepare_upload, start_heatmap
 from app.api.state import ServiceState, State
-from app.api.upload import MAX_FIELDS, files_named, read_parts
+from app.api.upload import files_named, read_parts
 from app.imaging.errors import ImageError
 from app.imaging.overlay import OverlayFormat
 
@@ -59,8 +59,8 @@ class FileError(Exception):
 
 async def read_files(request: Request, limit: int, max_files: int) -> list[tuple[str, bytes | FileError]]:
     """(filename, bytes or the file's error) for each `files` part; 413/422 for the request as a whole."""
-    # The body size limit bounds the number of parts; count the files once all are read.
-    parts = await read_parts(request, limit, max_parts=max_files + MAX_FIELDS + 1024)
+    # No part-count limit here (the body's size limit bounds it): too many files is a 413, counted below.
+    parts = await read_parts(request, limit, max_parts=None)
     if sum(part.filename is not None for part in parts) > max_files:
         raise HTTPException(status_code=413, detail=f"more than {max_files} files in one batch")
     items: list[tuple[str, bytes | FileError]] = []

@@ -17,7 +17,7 @@ from app.api.service import (
     PredictionFields,
     collect_overlay,
     fields_for,
-    predict_one,
+    predict_before_overlay,
     prepare_upload,
     score_upload,
     start_heatmap,
@@ -84,7 +84,7 @@ async def predict(
         overlay_task = start_heatmap(state, engine, upload.prepared)
         try:
             mark = time.perf_counter()
-            probability = await state.run(predict_one, engine, upload.prepared, True)
+            probability = await state.run(predict_before_overlay, engine, upload.prepared)
             record("inference", time.perf_counter() - mark)
         except BaseException:
             overlay_task.cancel()
