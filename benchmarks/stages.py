@@ -31,6 +31,7 @@ STAGES = [
     ("gradcam", "Grad-CAM (compiled tf.function)"),
     ("overlay", "overlay blend + JPEG encode (the default)"),
     ("overlay_png", "overlay blend + PNG encode (?overlay_format=png)"),
+    ("preview_png", "web page preview PNG encode (?preview=true)"),
 ]
 
 
@@ -41,7 +42,7 @@ def measure(model_dir: Path, reps: int) -> dict:
 
     from app.api.inference import InferenceEngine, preview_of
     from app.imaging.decode import decode_image, read_header
-    from app.imaging.overlay import OverlayFormat, overlay_image
+    from app.imaging.overlay import OverlayFormat, encode_png, overlay_image
     from app.imaging.preprocess import Preprocessor
     from app.sidecar.config import SidecarSettings
     from app.sidecar.main import _load
@@ -83,6 +84,7 @@ def measure(model_dir: Path, reps: int) -> dict:
             result = timed("gradcam", gradcam.compute, model_input[0, :, :, 0])
             timed("overlay", overlay_image, preview, result.heatmap, OverlayFormat.JPEG)
             timed("overlay_png", overlay_image, preview, result.heatmap, OverlayFormat.PNG)
+            timed("preview_png", encode_png, preview)
             del prepared
     return {
         "reps": reps,
