@@ -11,7 +11,7 @@ from importlib import metadata
 from benchmarks.common import REPO, cpu_count
 
 PACKAGES = ["numpy", "opencv-python-headless", "onnxruntime", "tensorflow-cpu", "keras", "fastapi", "starlette",
-            "uvicorn", "httptools", "uvloop"]
+            "granian", "uvicorn", "httptools", "uvloop"]
 
 TARGETS = {
     "predict_p50_c1_ms": 15.0,
@@ -163,8 +163,8 @@ def render(results: dict) -> str:
         f"- Commit {m['commit']}, {m['date_utc']}; suite ran in {results.get('suite_seconds', 0):.0f} s",
         f"- Model {model.get('model_version', '?')} ({model_input_text(info)}), from `{results['model_dir']}`",
         "- Input: the 16 full-resolution X-rays of `../shared/data/val16_fullres` (JPEG, 968x592 to 1776x1416)",
-        "- Services as the images run them, default settings: the API as `python -m app.api` (one worker process"
-        " per core), the sidecar as `python -m uvicorn app.sidecar.main:app` (one process)" + _as_run(results),
+        "- Services as the images run them, default settings: the API as `python -m app.api` (granian, one worker"
+        " process per core), the sidecar as `python -m uvicorn app.sidecar.main:app` (one process)" + _as_run(results),
         "",
         "## Targets",
         "",

@@ -39,7 +39,7 @@ def proc_status_kb(pid: int, field: str) -> int | None:
 
 
 def child_pids(pid: int) -> list[int]:
-    """Direct and indirect children (uvicorn --workers forks them)."""
+    """Direct and indirect children (the HTTP servers fork their workers)."""
     out, queue = [], [pid]
     while queue:
         current = queue.pop()
@@ -102,7 +102,7 @@ class Service:
         raise TimeoutError(f"{self.name} not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def _peak_rss_kb(self) -> list[int]:
-        """Peak resident set (VmHWM) of the process and of each process it forked (uvicorn workers)."""
+        """Peak resident set (VmHWM) of the process and of each process it forked (its workers)."""
         values = [proc_status_kb(pid, "VmHWM") for pid in [self.pid, *child_pids(self.pid)]]
         return [v for v in values if v is not None]
 

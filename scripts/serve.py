@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Start the API and the Grad-CAM sidecar locally as two uvicorn processes.
+"""Start the API (`python -m app.api`, as the image runs it) and the Grad-CAM sidecar (uvicorn) locally.
 
     python scripts/serve.py            # API on 127.0.0.1:8000, sidecar on 127.0.0.1:8001
 

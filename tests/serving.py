@@ -63,6 +63,13 @@ def serving_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def start_api(port: int, env: dict[str, str], log: Path, workers: int = 1) -> subprocess.Popen:
+    """The API as the image runs it (`python -m app.api`, granian), on 127.0.0.1:`port`."""
+    env = {**env, "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port), "CXR_WORKERS": str(workers)}
+    return subprocess.Popen([sys.executable, "-m", "app.api"], cwd=REPO, env=env, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT)
+
+
 def start_uvicorn(app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning"]
@@ -98,7 +105,7 @@ def stop(process: subprocess.Popen, timeout_s: float = 15.0) -> int:
 
 @dataclass
 class Services:
-    """The API and the sidecar running as real uvicorn processes on free localhost ports."""
+    """The API (`python -m app.api`) and the sidecar (uvicorn) running on free localhost ports."""
 
     api_url: str
     sidecar_url: str
@@ -116,7 +123,7 @@ def running_services(
     env = serving_env(CXR_MODEL_DIR=str(model_dir), CXR_GRADCAM_URL=f"http://127.0.0.1:{sidecar_port}",
                       CXR_GRADCAM_TIMEOUT_S=str(gradcam_timeout_s))
     sidecar = start_uvicorn("app.sidecar.main:app", sidecar_port, env, logs / "sidecar.log")
-    api = start_uvicorn("app.api.main:app", api_port, env, logs / "api.log")
+    api = start_api(api_port, env, logs / "api.log")
     found = Services(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sidecar_port}", api, sidecar, logs)
     try:
         wait_healthy(found.api_url + "/health/ready", api)

@@ -56,6 +56,19 @@ def configure_logging(level: int, fmt: str) -> None:
     logger.propagate = False
 
 
+def server_log_config(fmt: str) -> dict[str, Any]:
+    """`logging.config` for the HTTP server's own lines (granian's `_granian` logger: start,
+    workers, shutdown) in the same format as ours, on stderr. The server's access log stays
+    off: `log_request` writes ours."""
+    formatter = {"()": JsonFormatter} if fmt == "json" else {
+        "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    return {
+        "formatters": {"cxr": formatter},
+        "handlers": {"cxr": {"class": "logging.StreamHandler", "formatter": "cxr", "stream": "ext://sys.stderr"}},
+        "loggers": {"_granian": {"handlers": ["cxr"], "propagate": False}},
+    }
+
+
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == b"x-request-id":

@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 SERVING_SET = {
     "fastapi", "starlette", "onnxruntime", "cv2", "numpy", "PIL", "pydantic", "pydantic_settings", "httpx",
-    "prometheus_client", "anyio", "pydicom", "uvicorn", "python_multipart", "app",
+    "prometheus_client", "anyio", "pydicom", "granian", "uvicorn", "python_multipart", "app",
 }
 API_SOURCES = [REPO / "app" / "api", REPO / "app" / "imaging", REPO / "app" / "model_card.py",
                REPO / "app" / "gradcam_protocol.py"]

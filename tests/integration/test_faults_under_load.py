@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.faults import DelayProxy, LoadDriver, Outcome, p99
-from tests.serving import FIXTURE_JPEGS, free_port, serving_env, start_uvicorn, stop, wait_healthy
+from tests.serving import FIXTURE_JPEGS, free_port, serving_env, start_api, start_uvicorn, stop, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -38,7 +38,7 @@ def _api(port: int, proxy: DelayProxy, model_dir: Path, log: Path, failures: int
     env = serving_env(CXR_MODEL_DIR=str(model_dir), CXR_GRADCAM_URL=f"http://127.0.0.1:{proxy.port}",
                       CXR_GRADCAM_TIMEOUT_S=str(TIMEOUT_S), CXR_GRADCAM_BREAKER_FAILURES=str(failures),
                       CXR_GRADCAM_BREAKER_OPEN_S=str(OPEN_S), CXR_LOG_LEVEL="WARNING")
-    return start_uvicorn("app.api.main:app", port, env, log)
+    return start_api(port, env, log)
 
 
 def _degraded(outcome: Outcome) -> bool:

@@ -59,3 +59,7 @@ def test_workers_share_metrics_and_stop_cleanly_on_sigterm(model_dir: Path, tmp_
         assert api.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:
         stop(api)
+    # One log format for everything the process writes, the HTTP server's own lines included.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    server = [line for line in lines if line["logger"].startswith("_granian")]
+    assert any("worker" in line["message"].lower() for line in server)

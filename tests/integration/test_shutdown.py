@@ -1,4 +1,4 @@
-"""Back-pressure and graceful shutdown of a real API process (uvicorn) over HTTP.
+"""Back-pressure and graceful shutdown of a real API process (`python -m app.api`) over HTTP.
 
 The sidecar is a socket that accepts and never answers, so each /predict with Grad-CAM
 stays in flight for the Grad-CAM deadline: long enough to fill the in-flight bound and
@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving import FIXTURE_JPEGS, free_port, serving_env, start_uvicorn, stop, wait_healthy
+from tests.serving import FIXTURE_JPEGS, free_port, serving_env, start_api, stop, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 DEADLINE_S = 2.5
@@ -52,7 +52,7 @@ def test_in_flight_bound_then_sigterm_finishes_running_requests_and_refuses_new_
                       CXR_GRADCAM_TIMEOUT_S=str(DEADLINE_S), CXR_MAX_IN_FLIGHT="2", CXR_RETRY_AFTER_S="2",
                       CXR_GRADCAM_BREAKER_FAILURES="0")
     log = tmp_path / "api.log"
-    api = start_uvicorn("app.api.main:app", port, env, log)
+    api = start_api(port, env, log)
     try:
         wait_healthy(url + "/health/ready", api)
         held: list = []
@@ -81,7 +81,7 @@ def test_in_flight_bound_then_sigterm_finishes_running_requests_and_refuses_new_
             thread.join(timeout=30)
         assert [getattr(r, "status_code", r) for r in held] == [200, 200]  # in-flight requests finished
         assert all(r.json()["gradcam_overlay"] is None for r in held)
-        # uvicorn re-raises the signal once shut down cleanly: -SIGTERM, not a crash code.
+        # A clean shutdown exits 0 (-SIGTERM where the server re-raises the signal), not a crash code.
         assert api.wait(timeout=20) in (0, -signal.SIGTERM)
     finally:
         stop(api)

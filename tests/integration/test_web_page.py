@@ -1,6 +1,6 @@
 """The web page at / in a real headless browser (Debian's chromium through selenium).
 
-The API and the Grad-CAM sidecar run as real uvicorn processes on free localhost ports,
+The API (`python -m app.api`) and the Grad-CAM sidecar run as real processes on free localhost ports,
 so the overlay really comes back. Screenshots are kept in test-artifacts/.
 """
 

@@ -22,7 +22,7 @@ from app.api.service import (
     score_upload,
     start_heatmap,
 )
-from app.api.state import State
+from app.api.state import state_of
 from app.api.upload import FIELD, read_upload
 from app.imaging.overlay import OverlayFormat
 
@@ -57,11 +57,11 @@ def _ms(seconds: float) -> float:
                         503: {"description": "model not loaded"}})
 async def predict(
     request: Request,
-    state: State,
     gradcam: Annotated[bool, Query(description="also compute the Grad-CAM overlay")] = True,
     preview: Annotated[bool, Query(description="also return the decoded image as a PNG (for the web page)")] = False,
     overlay_format: Annotated[OverlayFormat, Query(description="encoding of gradcam_overlay")] = OverlayFormat.JPEG,
 ) -> Response:
+    state = state_of(request)
     engine = state.require_engine()
     settings, metrics = state.settings, state.metrics
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
