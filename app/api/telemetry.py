@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -55,6 +56,9 @@ class Metrics:
         self.rejected_inputs = Counter(
             "cxr_rejected_inputs", "Uploads rejected, by HTTP status", ["status"], registry=self.registry,
         )
+        # (route, method, status) -> its request counter and latency histogram. `labels()` validates and
+        # locks on every call (~3 us each); the label sets are few, so each is looked up once.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def render(self) -> bytes:
         """The Prometheus text of this app, or of all worker processes in multiprocess mode."""
@@ -66,8 +70,14 @@ class Metrics:
         return generate_latest(registry)
 
     def record_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)
 
 
 def route_name(scope: Scope) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from app.api.gradcam_client import GradcamResult
+from app.api.query import parse_query, query_parameters
 from app.api.responses import json_response
 from app.api.service import (
     Overlay,
@@ -39,6 +41,14 @@ _UPLOAD_SCHEMA = {
 }
 
 
+class PredictOptions(BaseModel):
+    """The query string of /predict (read by `parse_query`, not declared to FastAPI: see app/api/query.py)."""
+
+    gradcam: bool = Field(True, description="also compute the Grad-CAM overlay")
+    preview: bool = Field(False, description="also return the decoded image as a PNG (for the web page)")
+    overlay_format: OverlayFormat = Field(OverlayFormat.JPEG, description="encoding of gradcam_overlay")
+
+
 class PredictResponse(PredictionFields):
     label: Literal["PNEUMONIA", "NORMAL"]
     request_id: str
@@ -49,18 +59,16 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
 
-@router.post("/predict", response_model=PredictResponse, openapi_extra=_UPLOAD_SCHEMA,
+@router.post("/predict", response_model=PredictResponse,
+             openapi_extra={**_UPLOAD_SCHEMA, "parameters": query_parameters(PredictOptions)},
              responses={400: {"description": "malformed multipart body, or more than one file"},
                         413: {"description": "upload or image too large"},
                         415: {"description": "not an image, or an unsupported DICOM transfer syntax"},
                         422: {"description": "missing, empty or undecodable file; multi-frame or non-image DICOM"},
                         503: {"description": "model not loaded"}})
-async def predict(
-    request: Request,
-    gradcam: Annotated[bool, Query(description="also compute the Grad-CAM overlay")] = True,
-    preview: Annotated[bool, Query(description="also return the decoded image as a PNG (for the web page)")] = False,
-    overlay_format: Annotated[OverlayFormat, Query(description="encoding of gradcam_overlay")] = OverlayFormat.JPEG,
-) -> Response:
+async def predict(request: Request) -> Response:
+    options = parse_query(PredictOptions, request)
+    gradcam, preview, overlay_format = options.gradcam, options.preview, options.overlay_format
     state = state_of(request)
     engine = state.require_engine()
     settings, metrics = state.settings, state.metrics
