@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from app.api.direct_route import DirectRoute
 from app.api.gradcam_client import GradcamResult
 from app.api.query import parse_query, query_parameters
 from app.api.responses import json_response
@@ -28,7 +29,7 @@ from app.api.state import state_of
 from app.api.upload import FIELD, read_upload
 from app.imaging.overlay import OverlayFormat
 
-router = APIRouter()
+router = APIRouter(route_class=DirectRoute)  # reads its own input: no FastAPI parameters (see direct_route.py)
 
 _UPLOAD_SCHEMA = {
     "requestBody": {
