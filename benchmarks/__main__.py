@@ -27,7 +27,7 @@ SECTIONS = ("stages", "runtimes", "ceiling", "service", "peer")
 FULL = {
     "stages_reps": 5, "calls_b1": 40, "calls_b32": 8, "ceiling_passes": 12,
     "predict": {1: 96, 4: 192, 16: 384}, "gradcam": {1: 48, 4: 96, 16: 160}, "peer": {1: 32, 4: 48, 16: 64},
-    "max_seconds": 45.0, "paired_rounds": 5, "paired_passes": 20, "paired_requests": 640,
+    "max_seconds": 45.0, "paired_rounds": 9, "paired_passes": 20, "paired_requests": 640,
 }
 QUICK = {
     "stages_reps": 1, "calls_b1": 5, "calls_b32": 2, "ceiling_passes": 2,
