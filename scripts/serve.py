@@ -28,7 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-port", type=int, default=int(env.get("CXR_PORT", "8000")))
     parser.add_argument("--sidecar-port", type=int, default=int(env.get("CXR_SIDECAR_PORT", "8001")))
     parser.add_argument("--model-dir", default=env.get("CXR_MODEL_DIR", "models"))
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default=env.get("CXR_LOG_LEVEL", "info").lower(),
+                        choices=["debug", "info", "warning", "error"], help="of both services")
     return parser.parse_args(argv)
 
 
@@ -41,9 +42,9 @@ def _uvicorn(app: str, host: str, port: int, log_level: str, env: dict[str, str]
     return _start(["-m", "uvicorn", app, "--host", host, "--port", str(port), "--log-level", log_level], env)
 
 
-def _api(host: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+def _api(host: str, port: int, log_level: str, env: dict[str, str]) -> subprocess.Popen:
     """The API as the image runs it: `python -m app.api`, CXR_WORKERS processes."""
-    return _start(["-m", "app.api"], {**env, "CXR_HOST": host, "CXR_PORT": str(port)})
+    return _start(["-m", "app.api"], {**env, "CXR_HOST": host, "CXR_PORT": str(port), "CXR_LOG_LEVEL": log_level})
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     processes = [
         _uvicorn("app.sidecar.main:app", args.host, args.sidecar_port, args.log_level, env),
-        _api(args.host, args.api_port, env),
+        _api(args.host, args.api_port, args.log_level, env),
     ]
     stopping = False
 

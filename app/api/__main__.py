@@ -3,7 +3,7 @@
 This is how the image runs it: granian (an HTTP server written in Rust) starts
 CXR_WORKERS worker processes (default: one per usable core), each running the ASGI app
 on its own event loop. Granian parses HTTP and moves request bodies off the Python
-thread; under uvicorn the same app spent ~0.2 ms more of the event loop per /predict
+thread; under uvicorn the same app spent 0.13-0.17 ms more of the event loop per /predict
 (see benchmarks/README.md). With more than one worker, the workers write their metrics
 to a shared directory so that `/metrics`, whichever worker answers it, counts every
 request.

@@ -31,12 +31,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     # Most files in one POST /predict/batch (the body size limit applies to the whole request).
     batch_max_files: int = Field(32, gt=0)
-    # API processes (uvicorn workers) started by `python -m app.api`; 0 = one per usable core.
+    # API worker processes started by `python -m app.api` (granian); 0 = one per usable core.
     # Several processes do not share one GIL or one event loop.
     workers: int = Field(0, ge=0, le=64)
     # Threads per process for the CPU work of requests (decode, preprocessing, inference); 0 = twice
-    # the process's share of the cores (at most all of them). uvicorn does not spread keep-alive
-    # connections evenly (one worker may hold 15 of 16): a worker held to its share would leave cores idle.
+    # the process's share of the cores (at most all of them). Keep-alive connections are not spread evenly
+    # between workers (4 of 16 and 12 of 16 under granian here): a worker held to its share would idle cores.
     compute_threads: int = Field(0, ge=0, le=256)
     # Intra-op threads of onnxruntime and OpenCV per call; 0 = one per core. Requests run side by side
     # in the compute pool, so each call on one thread wastes nothing on hand-offs under load.

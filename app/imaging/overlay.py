@@ -83,11 +83,8 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buffer.tobytes()
 
 
-def encode_overlay(image: np.ndarray, fmt: OverlayFormat) -> bytes:
-    return encode_jpeg(image) if fmt is OverlayFormat.JPEG else encode_png(image)
-
-
 def overlay_image(gray: np.ndarray, heatmap: np.ndarray, fmt: OverlayFormat = OverlayFormat.JPEG,
                   alpha: float = DEFAULT_ALPHA) -> bytes:
     """The overlay as encoded bytes, at the grayscale image's size."""
-    return encode_overlay(blend(gray, heatmap, alpha), fmt)
+    image = blend(gray, heatmap, alpha)
+    return encode_jpeg(image) if fmt is OverlayFormat.JPEG else encode_png(image)

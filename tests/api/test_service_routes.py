@@ -84,6 +84,14 @@ def test_metrics_counts_requests_and_predictions(client: TestClient) -> None:
     assert 'cxr_predict_stage_duration_seconds_count{stage="inference"}' in text
 
 
+def test_invented_http_methods_share_one_metrics_series(client: TestClient) -> None:
+    for index in range(5):
+        assert client.request(f"BREW{index}", "/predict").status_code == 405
+    text = client.get("/metrics").text
+    assert "BREW" not in text
+    assert 'cxr_http_requests_total{method="other",route="/predict",status="405"} 5.0' in text
+
+
 def test_settings_read_environment(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CXR_MODEL_DIR", str(tmp_path))
     monkeypatch.setenv("CXR_GRADCAM_URL", "http://10.0.0.1:9001")

@@ -141,3 +141,4 @@ def test_serve_script_starts_both_and_stops_on_sigint(model_dir: Path, tmp_path:
     for port in (api_port, sidecar_port):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    assert '"message": "request"' not in (tmp_path / "serve.log").read_text()  # --log-level reaches the API too

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from app.api.direct_route import DirectRoute
 from app.api.gradcam_client import GradcamResult
 from app.api.query import parse_query, query_parameters
-from app.api.responses import json_response
 from app.api.service import (
     Overlay,
     PredictionFields,
@@ -114,4 +113,6 @@ async def predict(request: Request) -> Response:
 
     fields = fields_for(engine, upload, probability, overlay, warnings, preview=preview)
     timings["total"] = _ms(time.perf_counter() - start)
-    return json_response(PredictResponse(**fields, request_id=request_id, timings_ms=timings))
+    # Serialized here, once: returned as a model, it would be validated again and dumped by json.dumps.
+    body = PredictResponse(**fields, request_id=request_id, timings_ms=timings).model_dump_json()
+    return Response(body, media_type="application/json")
