@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export|finalize`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize|study`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ DEFAULT_DATA = Path("../shared/data/chest_xray_224")
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.config import TrainConfig
+    from training.recipes import DEFAULT_RECIPE, RECIPES
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train the CNN, calibrate it, pick the threshold, export it")
@@ -23,14 +24,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=d.split, help="split folder to train on; validation is carved from it BY PATIENT (default: %(default)s)")
     p.add_argument("--out", type=Path, default=d.out, help="run folder for logs, checkpoints, split lists (default: %(default)s)")
     p.add_argument("--export-to", type=Path, default=Path("models"), help="export the trained model here (ONNX, Keras, card, plots); 'none' to skip (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs; early stopping on validation AUC may end sooner (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of the warm-up + cosine schedule; the best by validation AUC is kept (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak Adam learning rate of the warm-up + cosine schedule (default: %(default)s)")
-    p.add_argument("--patience", type=int, default=d.early_stopping_patience, help="early-stopping patience in epochs (default: %(default)s)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES), help="augmentation/loss recipe, see training/recipes.py (default: %(default)s)")
+    p.add_argument("--members", type=int, default=1, help="train this many members (seeds seed, seed+1, ...) and ship their mean logit as one model (default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the patient-level validation split, shared by all members (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for OpenCV and TensorFlow; 0: the libraries' default (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="fraction of each class's films moved to validation, whole patients at a time (default: %(default)s)")
     p.add_argument("--min-sensitivity", type=float, default=d.min_sensitivity, help="sensitivity floor on validation that sets the threshold (default: %(default)s)")
     p.add_argument("--input-size", type=int, default=d.preprocessing.input_size, help="model input side in pixels (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for the split, weights and augmentation (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for the weights, batch order and augmentation (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="use only this many films (quick trials)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
 
@@ -58,6 +62,38 @@ def _add_finalize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export-to", type=Path, default=Path("models"), help="export destination; 'none' to skip (default: %(default)s)")
 
 
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    from training.recipes import RECIPES
+
+    p = sub.add_parser("study", help="train candidate recipes with several seeds; compare on validation and test_dev")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle-layout root with train/ and the test split (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs/study"), help="one resumable run folder per recipe and seed, and STUDY.md (default: %(default)s)")
+    p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated names from training/recipes.py (default: all)")
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=22, help="(default: %(default)s)")
+    p.add_argument("--input-size", type=int, default=224, help="screen cheaply at 128, confirm at 224 (default: %(default)s)")
+    p.add_argument("--test-split", default="test_dev", help="split folder the recipes are compared on, never trained on (default: %(default)s)")
+    p.add_argument("--parallel", type=int, default=1, help="training processes at once (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per training process; 0: the libraries' default (default: %(default)s)")
+    p.add_argument("--deadline-minutes", type=float, default=None, help="stop training at this time; what is stopped resumes on the next run")
+    p.add_argument("--limit", type=int, default=None, help="use only this many training films (smoke tests)")
+    p.add_argument("--report-only", action="store_true", help="score what is trained, train nothing")
+
+
+def set_threads(n: int) -> None:
+    """Cap OpenCV's (and TensorFlow's, when it is the backend) CPU threads; 0 leaves the defaults."""
+    if n <= 0:
+        return
+    import cv2
+
+    cv2.setNumThreads(n)
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, n // 2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_export(sub)
     _add_finalize(sub)
+    _add_study(sub)
     return parser
 
 
@@ -73,21 +110,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         from app.imaging.preprocess import PreprocessConfig
         from training.config import TrainConfig
-        from training.train import train
+        from training.train_ensemble import train_ensemble
 
-        config = TrainConfig(
-            data=args.data, split=args.split, out=args.out, epochs=args.epochs,
-            batch_size=args.batch_size, learning_rate=args.learning_rate,
-            early_stopping_patience=args.patience, val_fraction=args.val_fraction,
-            min_sensitivity=args.min_sensitivity, seed=args.seed, limit=args.limit,
+        set_threads(args.threads)
+        config = TrainConfig.for_recipe(
+            args.recipe, data=args.data, split=args.split, out=args.out, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
+            min_sensitivity=args.min_sensitivity, seed=args.seed, split_seed=args.split_seed, limit=args.limit,
             verbose=2 if args.quiet else 1,
             preprocessing=PreprocessConfig(input_size=args.input_size),
         )
-        train(config)
+        train_ensemble(config, args.members)
         if str(args.export_to).lower() != "none":
             from training.export import export_run
 
             export_run(config.out, args.export_to)
+        return 0
+    if args.command == "study":
+        from training.study import StudyPlan, run_study
+
+        plan = StudyPlan(
+            data=args.data, out=args.out, recipes=tuple(args.recipes.split(",")),
+            seeds=tuple(int(s) for s in args.seeds.split(",")), epochs=args.epochs, input_size=args.input_size,
+            test_split=args.test_split, parallel=args.parallel, threads=args.threads,
+            deadline_s=args.deadline_minutes * 60 if args.deadline_minutes else None, limit=args.limit,
+        )
+        run_study(plan, train=not args.report_only)
         return 0
     if args.command == "finalize":
         from training.train import refinalize

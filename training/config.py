@@ -20,9 +20,11 @@ class TrainConfig:
     min_learning_rate: float = 2e-5
     warmup_epochs: int = 1
     weight_decay: float = 1e-4
-    early_stopping_patience: int = 6
     val_fraction: float = 0.15
-    seed: int = 42
+    seed: int = 42  # weights, batch order and augmentation
+    split_seed: int = 42  # the patient-level validation split: the same for every member of an ensemble
+    recipe: str = "custom"
+    label_smoothing: float = 0.0
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
     dense_units: int = 64
@@ -43,6 +45,26 @@ class TrainConfig:
             raise ValueError("min_sensitivity must be in (0, 1]")
         if self.learning_rate <= 0 or self.min_learning_rate <= 0:
             raise ValueError("learning rates must be positive")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError("label_smoothing must be in [0, 0.5)")
+
+    @classmethod
+    def for_recipe(cls, recipe: str, **options) -> TrainConfig:
+        """A config with a named recipe's overrides (`training.recipes`), then `options`."""
+        from training.recipes import recipe_overrides
+
+        return cls(recipe=recipe, **{**recipe_overrides(recipe), **options})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Read back `to_dict()` (a run's run.json)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["preprocessing"] = PreprocessConfig.from_dict(known.get("preprocessing", {}))
+        known["augmentation"] = AugmentConfig.from_dict(known.get("augmentation", {}))
+        for key in ("filters", "dropout"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -64,21 +64,24 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.preprocessor = Preprocessor(preprocess)
         self.augmentation = augmentation
         self.seed = seed
-        self.epoch = 0
-        self.order = np.random.default_rng(seed).permutation(len(images))
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
+    def set_epoch(self, epoch: int) -> None:
+        """Continue the batch order and augmentation of `epoch` (a resumed run)."""
+        self.epoch = epoch
         self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
+
+    def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
 
     def __getitem__(self, index: int):
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         batch = to_batch([
-            self.preprocessor.to_float(self.preprocessor.enhance(augment(self.images[i], self.augmentation, rng)))
+            self.preprocessor.to_float(self.preprocessor.enhance(augment(self.images[i], self.augmentation, rng, int(self.labels[i]))))
             for i in idx
         ])
         if self.sample_weights is None:

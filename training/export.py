@@ -146,7 +146,8 @@ def build_card(
         },
         "hyperparameters": {k: config[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
-            "early_stopping_patience", "val_fraction", "seed", "min_sensitivity", "augmentation")},
+            "val_fraction", "seed", "split_seed", "recipe", "label_smoothing", "min_sensitivity",
+            "augmentation")},
         "training": {k: run[k] for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},
         "data": run["data"],
         "validation_metrics": run["validation_metrics"],

@@ -1,9 +1,10 @@
-"""A training run: split, fit, calibrate, choose the threshold, save the run folder.
+"""A training run: split, fit (resumable), calibrate, choose the threshold, save the run folder.
 
 Run folder (`TrainConfig.out`):
   splits/{train,val}.txt   the films of each split (reproducibility)
   history.csv, tensorboard/ logs
   checkpoint.keras          best epoch by validation AUC
+  last.keras                the last epoch, with the optimizer state (resume from here)
   model.keras               best epoch with calibration folded into the logit layer
   run.json                  config, data sizes, calibration, threshold, validation metrics
 """
@@ -22,7 +23,7 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
-from training.data import class_counts, list_samples, split_by_patient, write_split_lists
+from training.data import Sample, class_counts, list_samples, split_by_patient, write_split_lists
 from training.dataset import AugmentedBatches, enhance_all, load_resized, validation_films
 from training.model import LOGIT_LAYER, build_model, gradcam_layer_for
 
@@ -59,12 +60,16 @@ def fold_platt_into_logit(model: keras.Model, a: float, b: float) -> None:
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """Keeps run.json current after every epoch, so a stopped run can still be finalized."""
+    """Keeps run.json current after every epoch, so a stopped run can resume or be finalized.
+
+    `fit_seconds` adds up the fitting time of every session of a resumed run.
+    """
 
     def __init__(self, path: Path, summary: dict) -> None:
         super().__init__()
         self.path, self.summary = path, summary
         self.started = time.time()
+        self.earlier_seconds = float(summary.get("fit_seconds", 0.0))
         summary.setdefault("history", {})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -73,23 +78,26 @@ class RunRecorder(keras.callbacks.Callback):
             history.setdefault(key, []).append(float(value))
         self.summary["epochs_run"] = epoch + 1
         self.summary["best_epoch"] = int(np.argmax(history["val_auc"])) + 1 if "val_auc" in history else None
-        self.summary["fit_seconds"] = round(time.time() - self.started, 1)
+        self.summary["fit_seconds"] = round(self.earlier_seconds + time.time() - self.started, 1)
         self.path.write_text(json.dumps(self.summary, indent=2))
+
+
+BEST_CHECKPOINT, LAST_CHECKPOINT = "checkpoint.keras", "last.keras"
 
 
 def callbacks_for(config: TrainConfig) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.CSVLogger(str(config.out / "history.csv")),
+        keras.callbacks.CSVLogger(str(config.out / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(
-            str(config.out / "checkpoint.keras"), monitor="val_auc", mode="max", save_best_only=True
+            str(config.out / BEST_CHECKPOINT), monitor="val_auc", mode="max", save_best_only=True
         ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
-        ),
+        # Every epoch, with the optimizer's state: what `train` resumes from.
+        keras.callbacks.ModelCheckpoint(str(config.out / LAST_CHECKPOINT), save_best_only=False),
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
     ]
     try:
-        import tensorboard  # noqa: F401  (the callback needs it installed)
+        import tensorboard  # noqa: F401  (the callback needs it and TensorFlow's summary writer)
+        import tensorflow.summary  # noqa: F401
 
         callbacks.append(keras.callbacks.TensorBoard(str(config.out / "tensorboard"), write_graph=False))
     except ImportError:
@@ -97,19 +105,56 @@ def callbacks_for(config: TrainConfig) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
+def split_samples(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """The run's train and validation films; the split depends on `split_seed` only."""
+    samples = list_samples(config.data / config.split)
+    if config.limit:
+        rng = np.random.default_rng(config.split_seed)
+        samples = [samples[i] for i in sorted(rng.choice(len(samples), config.limit, replace=False))]
+    return split_by_patient(samples, config.val_fraction, config.split_seed)
+
+
+def new_model(config: TrainConfig) -> keras.Model:
+    model = build_model(
+        config.preprocessing.input_size, config.filters, config.dropout, config.dense_units,
+        config.dense_dropout, config.weight_decay,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def resumable_state(config: TrainConfig) -> tuple[dict, int] | None:
+    """(summary, epochs done) of an earlier session of this same run, if it can be resumed."""
+    run_json, last = config.out / "run.json", config.out / LAST_CHECKPOINT
+    if not (run_json.is_file() and last.is_file()):
+        return None
+    summary = json.loads(run_json.read_text())
+    def comparable(config_dict: dict) -> dict:
+        return {k: v for k, v in json.loads(json.dumps(config_dict)).items() if k != "verbose"}
+
+    if comparable(summary.get("config", {})) != comparable(config.to_dict()):
+        raise ValueError(f"{config.out} holds a run with another config: use another --out, or delete it")
+    return summary, int(summary.get("epochs_run", 0))
+
+
 def train(config: TrainConfig) -> dict:
-    """Run one training and return the run summary (also written to run.json)."""
+    """Run one training (resuming an interrupted one in the same folder) and return its summary."""
     started = time.time()
     config.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     root = config.data
-    samples = list_samples(root / config.split)
-    if config.limit:
-        rng = np.random.default_rng(config.seed)
-        samples = [samples[i] for i in sorted(rng.choice(len(samples), config.limit, replace=False))]
-    train_samples, val_samples = split_by_patient(samples, config.val_fraction, config.seed)
+    train_samples, val_samples = split_samples(config)
     write_split_lists(config.out / "splits", {"train": train_samples, "val": val_samples}, root)
     print(f"train {class_counts(train_samples)}  val {class_counts(val_samples)}", flush=True)
+
+    previous = resumable_state(config)
+    if previous and previous[0].get("threshold") is not None and previous[1] >= config.epochs:
+        print(f"{config.out}: already trained and finalized", flush=True)
+        return previous[0]
 
     pre = config.preprocessing
     train_images = load_resized(train_samples, pre)
@@ -118,41 +163,43 @@ def train(config: TrainConfig) -> dict:
     val_labels = np.array([s.label for s in val_samples])
     print(f"loaded {len(train_images)} + {len(val_inputs)} films in {time.time() - started:.0f}s", flush=True)
 
-    model = build_model(
-        pre.input_size, config.filters, config.dropout, config.dense_units,
-        config.dense_dropout, config.weight_decay,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-    )
-    summary = {
-        "config": config.to_dict(),
-        "data": {
-            "root": str(root), "split": config.split, "n_images": len(samples),
-            "train": class_counts(train_samples), "validation": class_counts(val_samples),
-            "train_patients": len({s.patient for s in train_samples}),
-            "validation_patients": len({s.patient for s in val_samples}),
-        },
-        "parameters": int(model.count_params()),
-        "gradcam_layer": gradcam_layer_for(model),
-        "cpu_count": os.cpu_count(),
-    }
+    if previous:
+        summary, initial_epoch = previous
+        model = keras.models.load_model(config.out / LAST_CHECKPOINT)
+        print(f"resuming {config.out} after epoch {initial_epoch}", flush=True)
+    else:
+        model, initial_epoch = new_model(config), 0
+        summary = {
+            "config": config.to_dict(),
+            "data": {
+                "root": str(root), "split": config.split, "n_images": len(train_samples) + len(val_samples),
+                "train": class_counts(train_samples), "validation": class_counts(val_samples),
+                "train_patients": len({s.patient for s in train_samples}),
+                "validation_patients": len({s.patient for s in val_samples}),
+            },
+            "parameters": int(model.count_params()),
+            "gradcam_layer": gradcam_layer_for(model),
+            "cpu_count": os.cpu_count(),
+            "keras_backend": keras.backend.backend(),
+        }
     recorder = RunRecorder(config.out / "run.json", summary)
     batches = AugmentedBatches(
         train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed
     )
-    model.fit(
-        batches,
-        validation_data=(val_inputs, val_labels.astype(np.float32)),
-        epochs=config.epochs,
-        class_weight=balanced_class_weight(train_labels),
-        callbacks=[*callbacks_for(config), recorder],
-        verbose=config.verbose,
-    )
+    batches.set_epoch(initial_epoch)
+    if initial_epoch < config.epochs:
+        model.fit(
+            batches,
+            validation_data=(val_inputs, val_labels.astype(np.float32)),
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            class_weight=balanced_class_weight(train_labels),
+            callbacks=[*callbacks_for(config), recorder],
+            verbose=config.verbose,
+        )
     summary["total_seconds"] = round(time.time() - started, 1)
-    return finalize(config.out, model, val_inputs, val_labels, summary)
+    best = keras.models.load_model(config.out / BEST_CHECKPOINT)
+    return finalize(config.out, best, val_inputs, val_labels, summary)
 
 
 def finalize(run_dir: Path, model: keras.Model, val_inputs: np.ndarray, val_labels: np.ndarray, summary: dict) -> dict:
@@ -194,5 +241,5 @@ def refinalize(run_dir: Path) -> dict:
     summary = json.loads((run_dir / "run.json").read_text())
     pre = PreprocessConfig.from_dict(summary["config"]["preprocessing"])
     films, labels = validation_films(run_dir, Path(summary["data"]["root"]), pre)
-    model = keras.models.load_model(run_dir / "checkpoint.keras")
+    model = keras.models.load_model(run_dir / BEST_CHECKPOINT)
     return finalize(run_dir, model, enhance_all(films, pre), labels, summary)

@@ -1,0 +1,66 @@
+"""A deep ensemble of K members as ONE Keras model (and so one ONNX graph).
+
+The members' layers are copied side by side into a flat functional model with
+prefixed names (`m1_block1_conv`, ...), fed by one input. Their raw logits are averaged
+(`member_mean`) and pass through one `logit` Dense(1) that starts as the identity, so
+Platt calibration folds into it exactly as for a single model
+(`training.train.fold_platt_into_logit`). Flat, not nested: the Grad-CAM sidecar reads
+every member's conv layer from the one graph and averages their maps.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from training.model import INPUT_NAME, LOGIT_LAYER
+
+MEAN_LAYER = "member_mean"
+
+
+def member_prefix(index: int) -> str:
+    return f"m{index}_"
+
+
+def _copy_layer(layer: keras.layers.Layer, name: str) -> keras.layers.Layer:
+    config = {**layer.get_config(), "name": name}
+    return layer.__class__.from_config(config)
+
+
+def _member_logit(member: keras.Model, inputs: keras.KerasTensor, prefix: str) -> keras.KerasTensor:
+    """Replay `member` (a chain of layers ending in `logit`) on `inputs` under new names."""
+    x = inputs
+    copies: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
+    for layer in member.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        copy = _copy_layer(layer, prefix + layer.name)
+        x = copy(x)
+        copies.append((layer, copy))
+        if layer.name == LOGIT_LAYER:
+            break
+    else:
+        raise ValueError(f"member {member.name} has no {LOGIT_LAYER!r} layer")
+    for original, copy in copies:
+        copy.set_weights(original.get_weights())
+    return x
+
+
+def build_ensemble(members: list[keras.Model]) -> keras.Model:
+    """sigmoid(mean of the members' logits), through an identity `logit` layer."""
+    if len(members) < 2:
+        raise ValueError("an ensemble needs at least two members")
+    shapes = {tuple(m.inputs[0].shape[1:]) for m in members}
+    if len(shapes) != 1:
+        raise ValueError(f"members disagree on the input shape: {shapes}")
+    inputs = keras.Input(shapes.pop(), name=INPUT_NAME)
+    logits = [_member_logit(m, inputs, member_prefix(k)) for k, m in enumerate(members, start=1)]
+    mean = layers.Average(name=MEAN_LAYER)(logits)
+    logit = layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros", name=LOGIT_LAYER)(mean)
+    outputs = layers.Activation("sigmoid", dtype="float32", name="probability")(logit)
+    return keras.Model(inputs, outputs, name=f"chest_xray_cnn_ensemble{len(members)}")
+
+
+def member_layers(layer_name: str, n_members: int) -> list[str]:
+    """The name of one member layer in each member of an ensemble built here."""
+    return [member_prefix(k) + layer_name for k in range(1, n_members + 1)]

@@ -1,0 +1,45 @@
+"""Named training recipes: the candidates of the recipe study (`python -m training study`).
+
+A recipe is a set of `TrainConfig` overrides. `make train` uses `DEFAULT_RECIPE`, the
+study's winner; the study table (`training/STUDY.md`) says why and what was rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from training.augment import AugmentConfig
+
+_FRAMING = AugmentConfig(zoom=0.2, aspect=0.25, shift=0.1)
+_FRAMING_RESAMPLE = replace(_FRAMING, resample_p=0.5, jpeg_p=0.3)
+
+RECIPES: dict[str, dict] = {
+    # The seed's recipe: rotation, isotropic zoom, shift, photometry.
+    "baseline": {"augmentation": AugmentConfig()},
+    # + independent x/y scale and wider zoom/shift: the squashed aspect ratio is no longer a cue.
+    "framing": {"augmentation": _FRAMING},
+    # + another resampling path and JPEG round trips.
+    "framing_resample": {"augmentation": _FRAMING_RESAMPLE},
+    # the same, stronger framing.
+    "framing_resample_wide": {"augmentation": replace(_FRAMING_RESAMPLE, zoom=0.3, aspect=0.4, shift=0.12)},
+    # + horizontal mirroring.
+    "framing_resample_flip": {"augmentation": replace(_FRAMING_RESAMPLE, hflip_p=0.5)},
+    # + label smoothing 0.1 (calibration is refitted afterwards anyway).
+    "framing_resample_ls": {"augmentation": _FRAMING_RESAMPLE, "label_smoothing": 0.1},
+    # + tighter crops of every film (magnification up to 1.4).
+    "crops_ls": {"augmentation": replace(_FRAMING_RESAMPLE, zoom_in=0.4), "label_smoothing": 0.1},
+    # + tighter crops of NORMAL films only (up to 1.4): normal films are framed wider than pneumonia in train.
+    "normal_crops_ls": {"augmentation": replace(_FRAMING_RESAMPLE, zoom_in_normal=0.4), "label_smoothing": 0.1},
+    # both: every film up to 1.25, normal films up to 1.4 more.
+    "crops_normal_crops_ls": {
+        "augmentation": replace(_FRAMING_RESAMPLE, zoom_in=0.25, zoom_in_normal=0.4), "label_smoothing": 0.1,
+    },
+}
+
+DEFAULT_RECIPE = "framing_resample_wide"
+
+
+def recipe_overrides(name: str) -> dict:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    return dict(RECIPES[name])

@@ -1,0 +1,227 @@
+"""The recipe study: train candidate recipes with several seeds, compare them on
+validation and on the `test_dev` films, and write the table (`STUDY.md`, `study.json`).
+
+`python -m training study --recipes baseline,framing --seeds 1,2,3` trains every
+(recipe, seed) as its own resumable run folder under `--out` (a rerun skips what is
+done and resumes what was stopped), in `--parallel` processes, then scores each run's
+best-by-validation-AUC checkpoint and its last epoch. For every run, and for the
+ensemble of each recipe's seeds (mean logit), it fits Platt scaling and the threshold
+on validation ONLY, then reports on `test_dev`: ROC AUC, and sensitivity, specificity,
+accuracy and ECE at that validation-chosen threshold. `test_dev` is never trained or
+calibrated on here; it only ranks recipes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training import calibration, metrics
+from training.data import list_samples, read_split_list
+
+# Each checkpoint as a full Keras file, or as bare weights (what a run on another machine sends back).
+CHECKPOINTS = {"best": ("checkpoint.keras", "best.weights.h5"), "last": ("last.keras", "last.weights.h5")}
+
+
+def checkpoint_file(run_dir: Path, ckpt: str) -> Path | None:
+    for name in CHECKPOINTS[ckpt]:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    return None
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    data: Path
+    out: Path
+    recipes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    input_size: int
+    test_split: str = "test_dev"
+    parallel: int = 1
+    threads: int = 0
+    deadline_s: float | None = None
+    min_sensitivity: float = 0.975
+    limit: int | None = None  # films of train to use (smoke tests)
+
+    def run_dir(self, recipe: str, seed: int) -> Path:
+        return self.out / recipe / f"seed{seed}"
+
+
+def _train_command(plan: StudyPlan, recipe: str, seed: int) -> list[str]:
+    return [
+        sys.executable, "-m", "training", "train", "--data", str(plan.data), "--recipe", recipe,
+        "--seed", str(seed), "--epochs", str(plan.epochs), "--input-size", str(plan.input_size),
+        "--out", str(plan.run_dir(recipe, seed)), "--export-to", "none", "--quiet",
+        "--threads", str(plan.threads), "--min-sensitivity", str(plan.min_sensitivity),
+        *(["--limit", str(plan.limit)] if plan.limit else []),
+    ]
+
+
+def train_all(plan: StudyPlan) -> None:
+    """Train every run not finished yet, `parallel` at a time; stop them all at the deadline."""
+    started = time.time()
+    queue = [(r, s) for r in plan.recipes for s in plan.seeds]
+    running: list[tuple[subprocess.Popen, str]] = []
+    while queue or running:
+        while queue and len(running) < plan.parallel:
+            recipe, seed = queue.pop(0)
+            run_dir = plan.run_dir(recipe, seed)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log = open(run_dir / "train.log", "a")  # noqa: SIM115 (closed when the process ends)
+            proc = subprocess.Popen(_train_command(plan, recipe, seed), stdout=log, stderr=subprocess.STDOUT)
+            running.append((proc, f"{recipe}/seed{seed}"))
+            print(f"started {recipe}/seed{seed}", flush=True)
+        time.sleep(2)
+        for proc, name in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, name))
+                print(f"finished {name}: exit {proc.returncode} after {time.time() - started:.0f}s", flush=True)
+        if plan.deadline_s is not None and time.time() - started > plan.deadline_s:
+            for proc, name in running:
+                proc.terminate()
+                print(f"deadline: stopped {name} (it resumes on the next run)", flush=True)
+            for proc, _ in running:
+                proc.wait()
+            return
+
+
+def _films(paths: list[Path], input_size: int) -> np.ndarray:
+    from app.imaging.preprocess import PreprocessConfig
+    from training.dataset import enhance_all, load_resized
+    from training.data import Sample
+
+    pre = PreprocessConfig(input_size=input_size)
+    return enhance_all(load_resized([Sample(p, 0) for p in paths], pre, workers=os.cpu_count() or 2), pre)
+
+
+def score_runs(plan: StudyPlan) -> dict:
+    """Raw logits of each run's checkpoints on validation and test films: {run: {ckpt: (val, test)}}.
+
+    One logit model is built once and each checkpoint's weights are loaded into it, so
+    the prediction function is compiled once, not once per checkpoint.
+    """
+    import keras
+
+    from training.config import TrainConfig
+    from training.model import LOGIT_LAYER
+    from training.train import new_model
+
+    dirs = [plan.run_dir(r, s) for r in plan.recipes for s in plan.seeds]
+    first = next(d for d in dirs if (d / "splits" / "val.txt").is_file())
+    val_samples = read_split_list(first / "splits" / "val.txt", plan.data)
+    test_samples = list_samples(plan.data / plan.test_split)
+    val_x = _films([s.path for s in val_samples], plan.input_size)
+    test_x = _films([s.path for s in test_samples], plan.input_size)
+    model = new_model(TrainConfig.from_dict(json.loads((first / "run.json").read_text())["config"]))
+    logit_model = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
+    scores: dict = {"labels": {"val": np.array([s.label for s in val_samples]),
+                               "test": np.array([s.label for s in test_samples])}, "runs": {}}
+    for recipe in plan.recipes:
+        for seed in plan.seeds:
+            run_dir = plan.run_dir(recipe, seed)
+            if (run_dir / "splits" / "val.txt").read_text() != (first / "splits" / "val.txt").read_text():
+                raise ValueError(f"{run_dir} was validated on another split")
+            run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+            for ckpt in CHECKPOINTS:
+                file = checkpoint_file(run_dir, ckpt)
+                if file is None:
+                    continue
+                model.load_weights(file)
+                val = logit_model.predict(val_x, batch_size=64, verbose=0).reshape(-1)
+                test = logit_model.predict(test_x, batch_size=64, verbose=0).reshape(-1)
+                np.savez_compressed(run_dir / f"logits_{ckpt}.npz", val=val, test=test)
+                scores["runs"][(recipe, seed, ckpt)] = {
+                    "val": val, "test": test, "epochs_run": run.get("epochs_run"),
+                    "fit_seconds": run.get("fit_seconds"),
+                }
+    return scores
+
+
+def judge(val_logits: np.ndarray, test_logits: np.ndarray, labels: dict, min_sensitivity: float) -> dict:
+    """Platt + threshold fitted on validation, applied unchanged to the test films."""
+    a, b = calibration.fit_platt(val_logits, labels["val"])
+    val_p = 1 / (1 + np.exp(-(a * val_logits + b)))
+    test_p = 1 / (1 + np.exp(-(a * test_logits + b)))
+    threshold = calibration.choose_threshold(labels["val"], val_p, min_sensitivity)
+    at = metrics.threshold_metrics(labels["test"], test_p, threshold)
+    return {
+        "val_auc": metrics.roc_auc(labels["val"], val_p),
+        "test_auc": metrics.roc_auc(labels["test"], test_p),
+        "test_sensitivity": at["recall"], "test_specificity": at["specificity"], "test_accuracy": at["accuracy"],
+        "test_ece": metrics.expected_calibration_error(labels["test"], test_p),
+        "test_normal_mean_p": float(test_p[labels["test"] == 0].mean()),
+    }
+
+
+def summarise(plan: StudyPlan, scores: dict) -> list[dict]:
+    rows = []
+    keys = ("val_auc", "test_auc", "test_sensitivity", "test_specificity", "test_accuracy", "test_ece",
+            "test_normal_mean_p")
+    for recipe in plan.recipes:
+        for ckpt in CHECKPOINTS:
+            runs = [scores["runs"][(recipe, s, ckpt)] for s in plan.seeds if (recipe, s, ckpt) in scores["runs"]]
+            if not runs:
+                continue
+            judged = [judge(r["val"], r["test"], scores["labels"], plan.min_sensitivity) for r in runs]
+            row = {"recipe": recipe, "checkpoint": ckpt, "seeds": len(runs),
+                   "epochs_run": [r["epochs_run"] for r in runs],
+                   "fit_seconds": [r["fit_seconds"] for r in runs]}
+            for key in keys:
+                values = np.array([j[key] for j in judged])
+                row[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                            "values": values.round(4).tolist()}
+            if len(runs) > 1:
+                mean_val = np.mean([r["val"] for r in runs], axis=0)
+                mean_test = np.mean([r["test"] for r in runs], axis=0)
+                row["ensemble"] = judge(mean_val, mean_test, scores["labels"], plan.min_sensitivity)
+            rows.append(row)
+    return rows
+
+
+def render(plan: StudyPlan, rows: list[dict]) -> str:
+    def ms(cell: dict, pct: bool = False) -> str:
+        f = 100 if pct else 1
+        return f"{cell['mean'] * f:.{1 if pct else 3}f} ± {cell['sd'] * f:.{1 if pct else 3}f}"
+
+    lines = [
+        f"Recipe study: {len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}), {plan.epochs} epochs, "
+        f"{plan.input_size} px; calibration and threshold (sensitivity >= {plan.min_sensitivity}) fitted on "
+        f"validation only; test = `{plan.test_split}`. Mean ± sd over seeds; `ens` = the seeds' mean logit.",
+        "",
+        "| recipe | ckpt | val AUC | test AUC | test sens % | test spec % | test acc % | test ECE | "
+        "ens test AUC | ens spec % | ens acc % | ens ECE |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        e = r.get("ensemble")
+        ens = (f"{e['test_auc']:.3f} | {100 * e['test_specificity']:.1f} | {100 * e['test_accuracy']:.1f} | "
+               f"{e['test_ece']:.3f}") if e else "- | - | - | -"
+        lines.append(
+            f"| {r['recipe']} | {r['checkpoint']} | {ms(r['val_auc'])} | {ms(r['test_auc'])} | "
+            f"{ms(r['test_sensitivity'], True)} | {ms(r['test_specificity'], True)} | "
+            f"{ms(r['test_accuracy'], True)} | {ms(r['test_ece'])} | {ens} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_study(plan: StudyPlan, train: bool = True) -> list[dict]:
+    plan.out.mkdir(parents=True, exist_ok=True)
+    if train:
+        train_all(plan)
+    rows = summarise(plan, score_runs(plan))
+    (plan.out / "study.json").write_text(json.dumps(
+        {"plan": {k: str(v) if isinstance(v, Path) else v for k, v in plan.__dict__.items()}, "rows": rows},
+        indent=2) + "\n")
+    table = render(plan, rows)
+    (plan.out / "STUDY.md").write_text(table)
+    print(table, flush=True)
+    return rows
