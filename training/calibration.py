@@ -61,3 +61,39 @@ def choose_threshold(labels: np.ndarray, probs: np.ndarray, min_sensitivity: flo
     boundary = positives[needed - 1]
     below = probs[probs < boundary]
     return float((boundary + below.max()) / 2) if below.size else float(boundary)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, iters: int = 100) -> float:
+    """Fit P = sigmoid(a * logit) (a = 1 / temperature) by damped Newton steps on the log-loss."""
+    x = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+
+    def loss(a: float) -> float:
+        return float(np.sum(np.logaddexp(0.0, a * x) - y * a * x))
+
+    a, current = 1.0, loss(1.0)
+    for _ in range(iters):
+        p = 0.5 * (1.0 + np.tanh(0.5 * a * x))
+        grad, hess = float(np.sum((p - y) * x)), float(np.sum(p * (1 - p) * x * x)) + 1e-9
+        scale = 1.0
+        while scale > 1e-6 and loss(a - scale * grad / hess) > current:
+            scale *= 0.5
+        a -= scale * grad / hess
+        previous, current = current, loss(a)
+        if abs(previous - current) < 1e-10 * max(1.0, abs(current)):
+            break
+    return float(a)
+
+
+def fit(method: str, logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(a, b) of P = sigmoid(a * logit + b) by `platt` (a and b) or `temperature` (a, b = 0)."""
+    if method == "platt":
+        return fit_platt(logits, labels)
+    if method == "temperature":
+        return fit_temperature(logits, labels), 0.0
+    raise ValueError(f"unknown calibration method {method!r}: platt or temperature")
+
+
+def logit(probs: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    return np.log(p / (1 - p))

@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export|finalize|study`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -94,6 +94,25 @@ def set_threads(n: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, n // 2))
 
 
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="join finished runs (same split_seed) into one model: mean logit, calibrated on validation")
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="member run folders (e.g. the study's runs/study/RECIPE/seedN)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root the members' split lists are relative to (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs/ensemble"), help="run folder of the ensemble (default: %(default)s)")
+    p.add_argument("--export-to", type=Path, default=Path("models"), help="export destination; 'none' to skip (default: %(default)s)")
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="site calibration: refit probability and threshold on a site's labelled films; writes a new model version")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kaggle-layout root of the site's films (default: %(default)s)")
+    p.add_argument("--split", required=True, help="split folder under --data with NORMAL/ and PNEUMONIA/, e.g. test_dev")
+    p.add_argument("--model", type=Path, default=Path("models"), help="the model to adapt (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the calibrated model (not --model itself)")
+    p.add_argument("--min-sensitivity", type=float, default=0.97, help="sensitivity floor on the site's films that sets the threshold (default: %(default)s)")
+    p.add_argument("--method", choices=("platt", "temperature"), default="platt", help="(default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_finalize(sub)
     _add_study(sub)
+    _add_ensemble(sub)
+    _add_calibrate(sub)
     return parser
 
 
@@ -136,6 +157,26 @@ def main(argv: list[str] | None = None) -> int:
             deadline_s=args.deadline_minutes * 60 if args.deadline_minutes else None, limit=args.limit,
         )
         run_study(plan, train=not args.report_only)
+        return 0
+    if args.command == "ensemble":
+        from training.train_ensemble import join_members
+
+        join_members(args.out, args.runs, args.data)
+        if str(args.export_to).lower() != "none":
+            from training.export import export_run
+
+            export_run(args.out, args.export_to)
+        return 0
+    if args.command == "calibrate":
+        from training.site_calibration import calibrate_site
+
+        card = calibrate_site(args.data, args.split, args.model, args.out, args.min_sensitivity, args.method,
+                              args.bootstrap)
+        site = card["site_calibration"]
+        print(json.dumps({"version": card["version"], "threshold": card["threshold"],
+                          "before": {k: site["before"][k] for k in ("accuracy", "roc_auc", "recall", "specificity", "ece")},
+                          "after_in_sample": {k: site["after_in_sample"][k] for k in ("accuracy", "roc_auc", "recall", "specificity", "ece")},
+                          "after_cross_validated": site["after_cross_validated"]}, indent=2))
         return 0
     if args.command == "finalize":
         from training.train import refinalize

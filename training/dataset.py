@@ -80,8 +80,9 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng((self.seed, self.epoch, index))
+        pre = self.preprocessor
         batch = to_batch([
-            self.preprocessor.to_float(self.preprocessor.enhance(augment(self.images[i], self.augmentation, rng, int(self.labels[i]))))
+            pre.to_float(pre.enhance(augment(self.images[i], self.augmentation, rng, int(self.labels[i]))))
             for i in idx
         ])
         if self.sample_weights is None:

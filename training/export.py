@@ -137,10 +137,15 @@ def build_card(
         "threshold_rule": run["threshold_rule"],
         "calibration": run["calibration"],
         "gradcam_layer": run["gradcam_layer"],
+        # One conv layer per member; the sidecar averages their maps.
+        "gradcam_layers": run.get("gradcam_layers", [run["gradcam_layer"]]),
         "parameters": run["parameters"],
+        "members": run.get("members"),
         "architecture": {
-            "summary": "7 blocks of Conv2D(3x3, ReLU) -> MaxPool2D(2) -> Dropout, global average pool, "
-                       "Dense(ReLU) -> Dropout -> Dense(1) logit -> sigmoid",
+            "summary": ((f"deep ensemble of {len(run['members'])} members, one graph: mean of the members' "
+                         "logits -> Dense(1) calibrated logit -> sigmoid; each member: ") if run.get("members") else "")
+                       + "7 blocks of Conv2D(3x3, ReLU) -> MaxPool2D(2) -> Dropout, global average pool, "
+                       "Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": config["filters"], "dropout": config["dropout"],
             "dense_units": config["dense_units"], "layers": architecture,
         },
@@ -148,7 +153,7 @@ def build_card(
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
             "val_fraction", "seed", "split_seed", "recipe", "label_smoothing", "min_sensitivity",
             "augmentation")},
-        "training": {k: run[k] for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},
+        "training": {k: run.get(k) for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},
         "data": run["data"],
         "validation_metrics": run["validation_metrics"],
         "parity": parity,

@@ -96,8 +96,8 @@ def train_all(plan: StudyPlan) -> None:
 
 def _films(paths: list[Path], input_size: int) -> np.ndarray:
     from app.imaging.preprocess import PreprocessConfig
-    from training.dataset import enhance_all, load_resized
     from training.data import Sample
+    from training.dataset import enhance_all, load_resized
 
     pre = PreprocessConfig(input_size=input_size)
     return enhance_all(load_resized([Sample(p, 0) for p in paths], pre, workers=os.cpu_count() or 2), pre)

@@ -18,9 +18,11 @@ import keras
 import numpy as np
 
 from training.config import TrainConfig
-from training.dataset import validation_films, enhance_all
+from training.dataset import enhance_all, validation_films
 from training.ensemble import build_ensemble, member_layers
-from training.train import BEST_CHECKPOINT, finalize, train
+from training.train import BEST_CHECKPOINT, finalize, new_model, train
+
+BEST_WEIGHTS = "best.weights.h5"
 
 
 def member_dir(out: Path, index: int) -> Path:
@@ -32,43 +34,66 @@ def train_ensemble(config: TrainConfig, n_members: int) -> dict:
     if n_members == 1:
         return train(config)
     started = time.time()
+    dirs = []
     for index in range(1, n_members + 1):
         member = dataclasses.replace(config, seed=config.seed + index - 1, out=member_dir(config.out, index))
         print(f"--- member {index}/{n_members} (seed {member.seed}) ---", flush=True)
         train(member)
-    return join_members(config.out, n_members, time.time() - started)
+        dirs.append(member.out)
+    return join_members(config.out, dirs, config.data, time.time() - started)
 
 
-def join_members(out: Path, n_members: int, seconds: float | None = None) -> dict:
+def load_member(run_dir: Path) -> keras.Model:
+    """A run's best checkpoint: the full Keras file, or bare weights (`best.weights.h5`) from another machine."""
+    if (run_dir / BEST_CHECKPOINT).is_file():
+        return keras.models.load_model(run_dir / BEST_CHECKPOINT)
+    run = json.loads((run_dir / "run.json").read_text())
+    model = new_model(TrainConfig.from_dict(run["config"]))
+    model.load_weights(run_dir / BEST_WEIGHTS)
+    return model
+
+
+def member_record(run_dir: Path) -> dict:
+    run = json.loads((run_dir / "run.json").read_text())
+    val_auc = run.get("history", {}).get("val_auc", [])
+    return {
+        "run": str(run_dir), "recipe": run["config"].get("recipe"), "seed": run["config"]["seed"],
+        "epochs_planned": run["config"]["epochs"], "epochs_run": run.get("epochs_run"),
+        "best_epoch": run.get("best_epoch"), "fit_seconds": run.get("fit_seconds"),
+        "best_validation_auc": max(val_auc) if val_auc else None,
+        "keras_backend": run.get("keras_backend", "tensorflow"), "cpu_count": run.get("cpu_count"),
+    }
+
+
+def join_members(out: Path, dirs: list[Path], data_root: Path, seconds: float | None = None) -> dict:
     """Build the ensemble from the members' best checkpoints and finalize it in `out`."""
-    out = Path(out)
-    dirs = [member_dir(out, k) for k in range(1, n_members + 1)]
-    runs = [json.loads((d / "run.json").read_text()) for d in dirs]
+    out, dirs = Path(out), [Path(d) for d in dirs]
+    if len(dirs) < 2:
+        raise ValueError("an ensemble needs at least two member runs")
     splits = {(d / "splits" / "val.txt").read_text() for d in dirs}
     if len(splits) != 1:
         raise ValueError("members were validated on different splits; an ensemble needs one split_seed")
-    members = [keras.models.load_model(d / BEST_CHECKPOINT) for d in dirs]
-    ensemble = build_ensemble(members)
+    ensemble = build_ensemble([load_member(d) for d in dirs])
+    out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(dirs[0] / "splits", out / "splits", dirs_exist_ok=True)
-    first = runs[0]
-    pre = TrainConfig.from_dict(first["config"]).preprocessing
-    films, labels = validation_films(out, Path(first["data"]["root"]), pre)
+    first = json.loads((dirs[0] / "run.json").read_text())
+    config = TrainConfig.from_dict(first["config"])
+    # Full JPEG decoding whatever the members were trained with (at model size it changes nothing in
+    # training): a film must get one answer whether it arrives as a JPEG or a PNG.
+    pre = dataclasses.replace(config.preprocessing, jpeg_reduced_decode=False)
+    films, labels = validation_films(out, Path(data_root), pre)
+    members = [member_record(d) for d in dirs]
     summary = {
-        "config": {**first["config"], "out": str(out), "members": n_members},
-        "data": first["data"],
+        "config": {**first["config"], "out": str(out), "members": len(dirs), "preprocessing": pre.to_dict()},
+        "data": {**first["data"], "root": str(data_root)},
         "parameters": int(ensemble.count_params()),
         "gradcam_layer": first["gradcam_layer"],
-        "gradcam_layers": member_layers(first["gradcam_layer"], n_members),
-        "members": [
-            {"seed": r["config"]["seed"], "epochs_run": r.get("epochs_run"), "best_epoch": r.get("best_epoch"),
-             "fit_seconds": r.get("fit_seconds"), "validation_roc_auc": r["validation_metrics"]["roc_auc"],
-             "keras_backend": r.get("keras_backend", "tensorflow")}
-            for r in runs
-        ],
+        "gradcam_layers": member_layers(first["gradcam_layer"], len(dirs)),
+        "members": members,
         "history": first["history"],
         "epochs_run": first.get("epochs_run"),
-        "best_epoch": [r.get("best_epoch") for r in runs],
-        "fit_seconds": round(sum(float(r.get("fit_seconds") or 0.0) for r in runs), 1),
+        "best_epoch": [m["best_epoch"] for m in members],
+        "fit_seconds": round(sum(float(m["fit_seconds"] or 0.0) for m in members), 1),
         "total_seconds": round(seconds, 1) if seconds is not None else None,
         "cpu_count": first.get("cpu_count"),
     }

@@ -33,7 +33,7 @@ class PreprocessConfig:
     clahe_clip_limit: float = 2.0
     clahe_tile_grid: int = 8
     interpolation: str = "area"
-    jpeg_reduced_decode: bool = True
+    jpeg_reduced_decode: bool = False  # True: libjpeg DCT scaling, faster, but another answer than a PNG of the same film
 
     def __post_init__(self) -> None:
         if self.input_size < 16:
