@@ -27,6 +27,7 @@ class ModelCard:
     keras_file: str
     onnx_sha256: str
     gradcam_layer: str
+    gradcam_layers: tuple[str, ...] = ()  # one per member of an ensemble; the sidecar averages their maps
     input_name: str = "image"
     output_name: str = "probability"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -41,6 +42,7 @@ class ModelCard:
             keras_file=data["files"]["keras"],
             onnx_sha256=data["onnx_sha256"],
             gradcam_layer=data["gradcam_layer"],
+            gradcam_layers=tuple(data.get("gradcam_layers") or [data["gradcam_layer"]]),
             input_name=data.get("input", {}).get("name", "image"),
             output_name=data.get("output", {}).get("name", "probability"),
             raw=data,

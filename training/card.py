@@ -18,6 +18,55 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
+def _site_section(card: dict) -> list[str]:
+    site = card["site_calibration"]
+    cal_set = site["calibration_set"]
+    before, after, cv = site["before"], site["after_in_sample"], site["after_cross_validated"]
+
+    def row(name: str, r: dict) -> str:
+        return (f"| {name} | {_pct(r['accuracy'])} | {r.get('roc_auc', float('nan')):.4f} | {_pct(r['recall'])} | "
+                f"{_pct(r['specificity'])} | {r['ece']:.4f} | {r['threshold']:.4f} |")
+
+    return [
+        "## Site calibration (this version)",
+        f"Version {card['version']} is {site['parent_version']} adapted to the site films `{cal_set['name']}` "
+        f"({cal_set['n']} films: {cal_set['NORMAL']} NORMAL, {cal_set['PNEUMONIA']} PNEUMONIA) with "
+        f"`python -m training calibrate`, without retraining: {site['method']} "
+        f"(a = {site['a']:.4f}, b = {site['b']:.4f}), then the threshold rule above.",
+        "",
+        "| on the site films | accuracy | ROC AUC | sensitivity | specificity | ECE | threshold |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        row("before (parent, validation threshold)", before),
+        row("after, in-sample (fitted on these films)", after),
+        f"| after, patient-level 2-fold estimate ({cv['repeats']} splits) | {_pct(cv['accuracy'])} | - | "
+        f"{_pct(cv['sensitivity'])} | {_pct(cv['specificity'])} | {cv['ece']:.4f} | refitted per split |",
+        "",
+        f"Accuracy 95% bootstrap interval after (in-sample): {_interval(after['accuracy_ci95'])}; ROC AUC "
+        f"{_interval(after['roc_auc_ci95'], pct=False)}. The in-sample row is optimistic; the 2-fold row fits "
+        "on half the patients and measures on the other half (ranges: accuracy "
+        f"{_interval(cv['accuracy_range'])}, specificity {_interval(cv['specificity_range'])}).",
+        "",
+    ]
+
+
+def _members_section(card: dict) -> list[str]:
+    members = card.get("members") or []
+    if not members:
+        return []
+    lines = [
+        "## Members",
+        "| member | recipe | seed | epochs run / planned | best epoch | fit time | backend | best val AUC |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for k, m in enumerate(members, start=1):
+        lines.append(
+            f"| m{k} | {m['recipe']} | {m['seed']} | {m['epochs_run']} / {m['epochs_planned']} | {m['best_epoch']} | "
+            f"{(m['fit_seconds'] or 0) / 60:.1f} min | {m['keras_backend']} ({m['cpu_count']} CPUs) | "
+            f"{m['best_validation_auc']:.4f} |"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(card: dict) -> str:
     m = card["validation_metrics"]
     pre = card["preprocessing"]
@@ -32,7 +81,7 @@ def render_markdown(card: dict) -> str:
         "## Intended use",
         card["intended_use"],
         "",
-        "## Validation (patient-level split of the official training split)",
+        "## Validation (patient-level split of the official training split, threshold chosen on it)",
         "",
         "| metric | value | 95% bootstrap interval |",
         "| --- | --- | --- |",
@@ -45,11 +94,12 @@ def render_markdown(card: dict) -> str:
         f"| PR AUC | {m['pr_auc']:.4f} | |",
         f"| expected calibration error | {m['ece']:.4f} | |",
         "",
-        f"Confusion matrix at threshold {card['threshold']:.4f} (n = {m['n']}): "
+        f"Confusion matrix at threshold {m['threshold']:.4f} (n = {m['n']}): "
         f"TN {tn}, FP {fp}, FN {fn}, TP {tp}.",
         "",
-        "The official test split is held out and evaluated independently; no test figure is claimed here.",
+        "The official test split is held out and evaluated independently; no figure on it is claimed here.",
         "",
+        *(_site_section(card) if card.get("site_calibration") else []),
         "## Decision threshold and calibration",
         f"- Threshold **{card['threshold']:.4f}**: {card['threshold_rule']}.",
         f"- Calibration: {cal['method']} (a = {cal['a']:.4f}, b = {cal['b']:.4f}); validation ECE "
@@ -72,6 +122,7 @@ def render_markdown(card: dict) -> str:
         f"- Filters {card['architecture']['filters']}, {card['parameters']:,} parameters; Grad-CAM layer "
         f"`{card['gradcam_layer']}`.",
         "",
+        *_members_section(card),
         "## Training",
         f"- Hyper-parameters: `{ {k: v for k, v in card['hyperparameters'].items() if k != 'augmentation'} }`.",
         f"- Augmentation (training batches only, before median + CLAHE): `{card['hyperparameters']['augmentation']}`.",

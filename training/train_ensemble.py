@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from app.imaging.preprocess import PreprocessConfig
 from training.config import TrainConfig
 from training.dataset import enhance_all, validation_films
 from training.ensemble import build_ensemble, member_layers
@@ -78,9 +79,11 @@ def join_members(out: Path, dirs: list[Path], data_root: Path, seconds: float | 
     shutil.copytree(dirs[0] / "splits", out / "splits", dirs_exist_ok=True)
     first = json.loads((dirs[0] / "run.json").read_text())
     config = TrainConfig.from_dict(first["config"])
-    # Full JPEG decoding whatever the members were trained with (at model size it changes nothing in
-    # training): a film must get one answer whether it arrives as a JPEG or a PNG.
-    pre = dataclasses.replace(config.preprocessing, jpeg_reduced_decode=False)
+    # Decode and resize as serving does today, whatever the members' runs recorded: training films
+    # are already at model size, so these two options never acted in training.
+    serving = PreprocessConfig()
+    pre = dataclasses.replace(config.preprocessing, interpolation=serving.interpolation,
+                              jpeg_reduced_decode=serving.jpeg_reduced_decode)
     films, labels = validation_films(out, Path(data_root), pre)
     members = [member_record(d) for d in dirs]
     summary = {

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from app.imaging.decode import DEFAULT_MAX_PIXELS, ImageHeader, decode_with_header
 
@@ -21,6 +22,10 @@ _INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
     "linear": cv2.INTER_LINEAR,
     "cubic": cv2.INTER_CUBIC,
+    # Pillow's antialiased bilinear (triangle filter scaled to the reduction): what most
+    # senders and Python tools use to make a small PNG, so a film sent already resized this
+    # way gets exactly the pixels (and the answer) of the full-size upload.
+    "pil_bilinear": None,
 }
 
 
@@ -32,7 +37,7 @@ class PreprocessConfig:
     median_kernel: int = 3
     clahe_clip_limit: float = 2.0
     clahe_tile_grid: int = 8
-    interpolation: str = "area"
+    interpolation: str = "pil_bilinear"
     jpeg_reduced_decode: bool = False  # True: libjpeg DCT scaling, faster, but another answer than a PNG of the same film
 
     def __post_init__(self) -> None:
@@ -73,6 +78,8 @@ class Preprocessor:
         size = self.config.input_size
         if gray.shape == (size, size):
             return gray
+        if self.config.interpolation == "pil_bilinear":
+            return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
         return cv2.resize(gray, (size, size), interpolation=_INTERPOLATIONS[self.config.interpolation])
 
     def enhance(self, resized: np.ndarray) -> np.ndarray:

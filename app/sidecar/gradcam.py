@@ -1,13 +1,15 @@
 """Grad-CAM math (TensorFlow): the heat map of one model input at the card's conv layer.
 
 Gradients are taken of the `logit` (pre-sigmoid) output, which does not saturate the
-way the probability does; for a NORMAL prediction the logit's sign is flipped so the map
+way the probability does; for a deep ensemble (one graph, `training/ensemble.py`) the map
+is the mean of each member's map at its own conv layer, all of one grid size; for a NORMAL prediction the logit's sign is flipped so the map
 shows the evidence for the label the model gave. One compiled `tf.function` with a fixed
 input signature does the forward and backward pass; no eager work per call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -27,20 +29,29 @@ class GradcamMap:
 
 
 class GradCam:
-    def __init__(self, model: keras.Model, layer_name: str, threshold: float, jit_compile: bool = True) -> None:
-        layer = model.get_layer(layer_name)
-        if len(layer.output.shape) != 4:
-            raise ValueError(f"layer {layer_name} is not a convolutional feature map")
+    def __init__(
+        self, model: keras.Model, layer_names: str | Sequence[str], threshold: float, jit_compile: bool = True
+    ) -> None:
+        names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
+        if not names:
+            raise ValueError("Grad-CAM needs at least one layer")
+        layers = [model.get_layer(name) for name in names]
+        for layer in layers:
+            if len(layer.output.shape) != 4:
+                raise ValueError(f"layer {layer.name} is not a convolutional feature map")
+        grids = {tuple(int(n) for n in layer.output.shape[1:3]) for layer in layers}
+        if len(grids) != 1:
+            raise ValueError(f"the layers' maps differ in size: {sorted(grids)}")
         try:
             target = model.get_layer(LOGIT_LAYER).output
         except ValueError:
             target = model.outputs[0]  # no separate logit layer: fall back to the probability
         self._logit_is_probability = target is model.outputs[0]
-        self.layer_name = layer_name
+        self.layer_name = "+".join(names)
         self.threshold = threshold
         self.input_size = int(model.inputs[0].shape[1])
-        self.grid = tuple(int(n) for n in layer.output.shape[1:3])
-        self._grad_model = keras.Model(model.inputs, [layer.output, target])
+        self.grid = grids.pop()
+        self._grad_model = keras.Model(model.inputs, [[layer.output for layer in layers], target])
         self.jit_compile = jit_compile
         self._compiled = self._compile(jit_compile)
 
@@ -50,16 +61,17 @@ class GradCam:
         return tf.function(self._raw_map, input_signature=[spec], jit_compile=jit_compile)
 
     def _raw_map(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(sum_k mean(dlogit/dA_k) * A_k, logit): the signed class-activation map."""
+        """(mean over layers of sum_k mean(dlogit/dA_k) * A_k, logit): the signed class-activation map."""
         with tf.GradientTape() as tape:
             tape.watch(image)  # records every op even if the weights are frozen
             features, output = self._grad_model(image, training=False)
             target = output[:, 0]
-        grads = tape.gradient(target, features)
-        grads = tf.where(tf.math.is_finite(grads), grads, tf.zeros_like(grads))
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.reduce_sum(features * weights, axis=-1)[0]
-        return cam, output[0, 0]
+        cams = []
+        for feature, grads in zip(features, tape.gradient(target, features), strict=True):
+            grads = tf.where(tf.math.is_finite(grads), grads, tf.zeros_like(grads))
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            cams.append(tf.reduce_sum(feature * weights, axis=-1)[0])
+        return tf.add_n(cams) / len(cams), output[0, 0]
 
     def compute(self, model_input: np.ndarray) -> GradcamMap:
         """float32 (S, S) model input in [0, 1] -> heat map for the predicted label."""

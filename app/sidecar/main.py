@@ -74,7 +74,7 @@ def _load(settings: SidecarSettings) -> tuple[ModelCard, object]:
     model = keras.models.load_model(keras_path, compile=False)
     if int(model.inputs[0].shape[1]) != card.preprocessing.input_size:
         raise ModelMismatchError("Keras input size differs from the card's preprocessing input_size")
-    return card, GradCam(model, card.gradcam_layer, card.threshold)
+    return card, GradCam(model, card.gradcam_layers, card.threshold)
 
 
 def create_app(settings: SidecarSettings | None = None) -> FastAPI:
@@ -98,7 +98,7 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
             return JSONResponse(status_code=503, content={
                 "status": "unavailable", "detail": state.load_error or "model is loading"})
         return JSONResponse({
-            "status": "ok", "model_version": state.card.version, "layer": state.card.gradcam_layer,
+            "status": "ok", "model_version": state.card.version, "layer": state.gradcam.layer_name,
             "grid": list(state.gradcam.grid), "warmup_ms": state.warmup_ms, "xla": state.gradcam.jit_compile,
         })
 

@@ -66,6 +66,7 @@ def test_model_returns_card(client: TestClient, model_dir: Path) -> None:
     assert body["preprocessing"]["clahe_clip_limit"] == card.preprocessing.clahe_clip_limit
     assert body["validation_metrics"]
     assert body["gradcam_layer"] == card.gradcam_layer
+    assert body["gradcam_layers"] == list(card.gradcam_layers)
 
 
 def test_metrics_counts_requests_and_predictions(client: TestClient) -> None:

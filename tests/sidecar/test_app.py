@@ -32,7 +32,7 @@ def test_health_returns_ok_with_layer(sidecar: TestClient, model_dir: Path) -> N
     card = load_model_card(model_dir)
     assert body["status"] == "ok"
     assert body["model_version"] == card.version
-    assert body["layer"] == card.gradcam_layer
+    assert body["layer"] == "+".join(card.gradcam_layers)
     assert min(body["grid"]) >= 14
 
 

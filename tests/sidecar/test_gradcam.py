@@ -24,7 +24,7 @@ def engine(model_dir: Path) -> InferenceEngine:
 def gradcam(model_dir: Path) -> GradCam:
     card = load_model_card(model_dir)
     model = keras.models.load_model(model_dir / card.keras_file, compile=False)
-    return GradCam(model, card.gradcam_layer, card.threshold)
+    return GradCam(model, card.gradcam_layers, card.threshold)
 
 
 @pytest.mark.parametrize("path", FIXTURE_JPEGS, ids=lambda p: p.name)
