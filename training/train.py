@@ -85,11 +85,13 @@ class RunRecorder(keras.callbacks.Callback):
 BEST_CHECKPOINT, LAST_CHECKPOINT = "checkpoint.keras", "last.keras"
 
 
-def callbacks_for(config: TrainConfig) -> list[keras.callbacks.Callback]:
+def callbacks_for(config: TrainConfig, best_val_auc: float | None = None) -> list[keras.callbacks.Callback]:
+    """Logs and checkpoints; `best_val_auc` is the best of the epochs before a resume."""
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.CSVLogger(str(config.out / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(
-            str(config.out / BEST_CHECKPOINT), monitor="val_auc", mode="max", save_best_only=True
+            str(config.out / BEST_CHECKPOINT), monitor="val_auc", mode="max", save_best_only=True,
+            initial_value_threshold=best_val_auc,
         ),
         # Every epoch, with the optimizer's state: what `train` resumes from.
         keras.callbacks.ModelCheckpoint(str(config.out / LAST_CHECKPOINT), save_best_only=False),
@@ -141,8 +143,12 @@ def resumable_state(config: TrainConfig) -> tuple[dict, int] | None:
     return summary, int(summary.get("epochs_run", 0))
 
 
-def train(config: TrainConfig) -> dict:
-    """Run one training (resuming an interrupted one in the same folder) and return its summary."""
+def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
+    """Run one training (resuming an interrupted one in the same folder) and return its summary.
+
+    `session_epochs` ends this session after that many epochs (a time slice on a shared
+    machine); the run stays unfinalized, and the next call resumes it.
+    """
     started = time.time()
     config.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
@@ -187,16 +193,20 @@ def train(config: TrainConfig) -> dict:
         train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed
     )
     batches.set_epoch(initial_epoch)
-    if initial_epoch < config.epochs:
+    stop = config.epochs if session_epochs is None else min(config.epochs, initial_epoch + session_epochs)
+    if initial_epoch < stop:
         model.fit(
             batches,
             validation_data=(val_inputs, val_labels.astype(np.float32)),
-            epochs=config.epochs,
+            epochs=stop,
             initial_epoch=initial_epoch,
             class_weight=balanced_class_weight(train_labels),
-            callbacks=[*callbacks_for(config), recorder],
+            callbacks=[*callbacks_for(config, max(summary["history"].get("val_auc", []), default=None)), recorder],
             verbose=config.verbose,
         )
+    if stop < config.epochs:
+        print(f"{config.out}: stopped after epoch {stop} of {config.epochs}; run again to resume", flush=True)
+        return summary
     summary["total_seconds"] = round(time.time() - started, 1)
     best = keras.models.load_model(config.out / BEST_CHECKPOINT)
     return finalize(config.out, best, val_inputs, val_labels, summary)

@@ -38,7 +38,8 @@ class PreprocessConfig:
     clahe_clip_limit: float = 2.0
     clahe_tile_grid: int = 8
     interpolation: str = "pil_bilinear"
-    jpeg_reduced_decode: bool = False  # True: libjpeg DCT scaling, faster, but another answer than a PNG of the same film
+    # True: libjpeg's DCT scaling, faster, but then a JPEG and a PNG of one film get different answers.
+    jpeg_reduced_decode: bool = False
 
     def __post_init__(self) -> None:
         if self.input_size < 16:

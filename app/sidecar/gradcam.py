@@ -1,8 +1,9 @@
 """Grad-CAM math (TensorFlow): the heat map of one model input at the card's conv layer.
 
 Gradients are taken of the `logit` (pre-sigmoid) output, which does not saturate the
-way the probability does; for a deep ensemble (one graph, `training/ensemble.py`) the map
-is the mean of each member's map at its own conv layer, all of one grid size; for a NORMAL prediction the logit's sign is flipped so the map
+way the probability does; for a deep ensemble (one graph, `training/ensemble.py`) the
+map is the mean of each member's map at its own conv layer, all of one grid size; for a
+NORMAL prediction the logit's sign is flipped so the map
 shows the evidence for the label the model gave. One compiled `tf.function` with a fixed
 input signature does the forward and backward pass; no eager work per call.
 """

@@ -78,3 +78,25 @@ def test_gradcam_layer_must_be_a_feature_map(model_dir: Path) -> None:
     with pytest.raises(ValueError):
         GradCam(model, "logit", card.threshold)
     assert tf.executing_eagerly()  # nothing above switched TensorFlow out of eager mode globally
+
+
+def test_ensemble_map_is_the_mean_of_the_members_maps() -> None:
+    """Grad-CAM over every member's layer of one ensemble graph == the normalised mean of member maps."""
+    from training.ensemble import build_ensemble, member_layers
+    from training.model import build_model
+
+    members = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        members.append(build_model(128, (4, 4, 8, 8, 8, 16, 16), (0.0,) * 7, 8, 0.0, 0.0))
+    ensemble = build_ensemble(members)
+    image = np.random.default_rng(0).random((128, 128), dtype=np.float32)
+    batch = tf.constant(image[np.newaxis, :, :, np.newaxis])
+    raw = [GradCam(m, "block4_conv", 0.5, jit_compile=False)._raw_map(batch)[0].numpy() for m in members]
+    joint = GradCam(ensemble, member_layers("block4_conv", 2), 0.5, jit_compile=False)
+    assert joint.layer_name == "m1_block4_conv+m2_block4_conv"
+    cam, _ = joint._raw_map(batch)
+    # d(mean logit)/dA_k is half of d(logit_k)/dA_k: the joint map is the members' mean, halved.
+    np.testing.assert_allclose(cam.numpy(), np.mean(raw, axis=0) / 2, rtol=1e-4, atol=1e-6)
+    result = joint.compute(image)
+    assert result.heatmap.shape == joint.grid == (16, 16)

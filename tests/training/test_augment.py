@@ -19,3 +19,48 @@ def test_augment_is_reproducible_from_the_seed():
     first = augment(image, AugmentConfig(), np.random.default_rng(7))
     second = augment(image, AugmentConfig(), np.random.default_rng(7))
     np.testing.assert_array_equal(first, second)
+
+
+def _identity_geometry(**extra) -> AugmentConfig:
+    return AugmentConfig(rotation_deg=0.0, zoom=0.0, shift=0.0, gamma=0.0, contrast=0.0, brightness=0.0,
+                         blur_sharpen_p=0.0, noise_p=0.0, **extra)
+
+
+def test_neutral_config_leaves_the_film_as_it_is():
+    image = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    out = augment(image, _identity_geometry(), np.random.default_rng(0), label=0)
+    assert np.abs(out.astype(int) - image).max() <= 1
+
+
+def test_normal_only_zoom_touches_normal_films_only():
+    image = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    cfg = _identity_geometry(zoom_in_normal=0.5)
+    pneumonia = augment(image, cfg, np.random.default_rng(3), label=1)
+    normal = augment(image, cfg, np.random.default_rng(3), label=0)
+    assert np.abs(pneumonia.astype(int) - image).max() <= 1
+    assert np.abs(normal.astype(int) - image).mean() > 5
+
+
+def test_aspect_scales_x_and_y_apart():
+    """A centred square stays centred but stops being square."""
+    image = np.zeros((101, 101), np.uint8)
+    image[30:71, 30:71] = 255
+    out = augment(image, _identity_geometry(aspect=0.6), np.random.default_rng(1))
+    rows, cols = np.nonzero(out > 127)
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert abs(height - width) >= 4
+
+
+def test_flip_mirrors_the_film():
+    image = np.zeros((32, 32), np.uint8)
+    image[:, :8] = 255
+    out = augment(image, _identity_geometry(hflip_p=1.0), np.random.default_rng(0))
+    assert out[:, -4:].mean() > 200 and out[:, :4].mean() < 50
+
+
+def test_resampling_and_jpeg_keep_shape_and_stay_close():
+    image = (np.random.default_rng(0).random((224, 224)) * 255).astype(np.uint8)
+    image = np.ascontiguousarray(np.sort(image, axis=1))  # smooth-ish gradient rows
+    out = augment(image, _identity_geometry(resample_p=1.0, jpeg_p=1.0), np.random.default_rng(2))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert 0 < np.abs(out.astype(int) - image).mean() < 40

@@ -1,0 +1,39 @@
+"""`python -m training study`: every recipe and seed trained as its own run, then one table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO, TRAIN_224, needs_shared
+
+pytestmark = needs_shared
+
+
+def test_tiny_study_trains_scores_and_reports(tmp_path):
+    out = tmp_path / "study"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "training", "study", "--data", str(TRAIN_224), "--out", str(out),
+               "--recipes", "baseline,framing", "--seeds", "1,2", "--epochs", "1", "--input-size", "128",
+               "--limit", "64", "--parallel", "2", "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = json.loads((out / "study.json").read_text())
+    rows = {(r["recipe"], r["checkpoint"]): r for r in study["rows"]}
+    assert set(rows) == {(r, c) for r in ("baseline", "framing") for c in ("best", "last")}
+    for row in rows.values():
+        assert row["seeds"] == 2 and len(row["test_auc"]["values"]) == 2
+        assert 0.0 <= row["ensemble"]["test_auc"] <= 1.0
+    table = (out / "STUDY.md").read_text()
+    assert "| baseline | best |" in table and "| framing | last |" in table
+    # Every run shares the patient-level validation split.
+    splits = {(out / r / f"seed{s}" / "splits" / "val.txt").read_text() for r in ("baseline", "framing")
+              for s in (1, 2)}
+    assert len(splits) == 1
+    # A rerun trains nothing: the finished runs are skipped.
+    log = (out / "baseline" / "seed1" / "train.log").read_text()
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "already trained" in (out / "baseline" / "seed1" / "train.log").read_text()[len(log):]
