@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -113,6 +113,15 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default: %(default)s)")
 
 
+def _add_shift(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("shift", help="figures and tables of the train-to-test shift (training/SHIFT.md)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root with train/ and test_dev/ (default: %(default)s)")
+    p.add_argument("--reference", type=Path, required=True, help="model folder to compare with, e.g. the seed's model")
+    p.add_argument("--model", type=Path, default=Path("models"), help="the shipped model folder (default: %(default)s)")
+    p.add_argument("--val-list", type=Path, default=None, help="a run's splits/val.txt for the validation normals (default: 200 train normals)")
+    p.add_argument("--out", type=Path, default=Path("training/shift"), help="(default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study(sub)
     _add_ensemble(sub)
     _add_calibrate(sub)
+    _add_shift(sub)
     return parser
 
 
@@ -177,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                           "before": {k: site["before"][k] for k in ("accuracy", "roc_auc", "recall", "specificity", "ece")},
                           "after_in_sample": {k: site["after_in_sample"][k] for k in ("accuracy", "roc_auc", "recall", "specificity", "ece")},
                           "after_cross_validated": site["after_cross_validated"]}, indent=2))
+        return 0
+    if args.command == "shift":
+        from training.shift import run
+
+        report = run(args.data, args.reference, args.model, args.out, args.val_list)
+        print(json.dumps({k: report[k] for k in ("framing_sensitivity", "resize_paths")}, indent=2))
         return 0
     if args.command == "finalize":
         from training.train import refinalize
