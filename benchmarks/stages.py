@@ -4,7 +4,8 @@ Stages are timed one by one exactly as the services chain them (the API: decode 
 resize -> median -> CLAHE -> float -> onnxruntime; the sidecar: Grad-CAM -> overlay
 blend + PNG). `decode (as the card says)` follows the card's `jpeg_reduced_decode`;
 `decode, reduced DCT scale` is the faster JPEG decode the shipped card turns off (a JPEG
-and a PNG of one film then get different answers), shown for its cost. Run alone: `python -m benchmarks.stages --model-dir models --reps 5`.
+and a PNG of one film then get different answers), shown for its cost.
+Run alone: `python -m benchmarks.stages --model-dir models --reps 5`.
 """
 
 from __future__ import annotations

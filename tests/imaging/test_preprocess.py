@@ -65,7 +65,14 @@ def test_twelve_bit_data_keeps_its_contrast():
     assert gray.min() == 0 and gray.max() == 255
 
 
-def test_large_jpeg_is_decoded_at_reduced_scale_but_not_below_twice_the_input(pre):
+def test_large_jpeg_is_decoded_at_full_scale_by_default(pre):
+    """One film, one answer: a JPEG takes the pixels a PNG of its full decode would give."""
+    big = cv2.resize(_film(), (2000, 1600))
+    assert pre.decode(_encode(".jpg", big)).shape == (1600, 2000)
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_on_request_but_not_below_twice_the_input():
+    pre = Preprocessor(PreprocessConfig(jpeg_reduced_decode=True))
     big = cv2.resize(_film(), (2000, 1600))
     gray = pre.decode(_encode(".jpg", big))
     assert min(gray.shape) >= 2 * 224
@@ -129,7 +136,8 @@ def test_to_batch_is_nhwc_float32():
     assert batch.shape == (3, 8, 8, 1) and batch.dtype == np.float32
 
 
-def test_decode_with_header_reports_the_declared_size_of_a_reduced_jpeg(pre):
+def test_decode_with_header_reports_the_declared_size_of_a_reduced_jpeg():
+    pre = Preprocessor(PreprocessConfig(jpeg_reduced_decode=True))
     big = cv2.resize(_film(), (2000, 1600))
     header, gray = pre.decode_with_header(_encode(".jpg", big))
     assert (header.format.value, header.width, header.height) == ("jpeg", 2000, 1600)
