@@ -113,7 +113,8 @@ def render_markdown(card: dict) -> str:
         "",
         "## Preprocessing (read by the services from model_card.json)",
         f"- Chain: {' -> '.join(pre['chain'])}.",
-        f"- Input {pre['input_size']}x{pre['input_size']} grey, `{pre['interpolation']}` resize, median kernel "
+        f"- Input {pre['input_size']}x{pre['input_size']} grey, `{pre['interpolation']}` resize, central "
+        f"{100 * pre.get('border_crop', 1.0):.0f}% of each side kept, median kernel "
         f"{pre['median_kernel']}, CLAHE clip {pre['clahe_clip_limit']} on a {pre['clahe_tile_grid']}x"
         f"{pre['clahe_tile_grid']} grid, reduced-size JPEG decoding: {pre['jpeg_reduced_decode']}.",
         "",

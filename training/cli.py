@@ -34,6 +34,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="fraction of each class's films moved to validation, whole patients at a time (default: %(default)s)")
     p.add_argument("--min-sensitivity", type=float, default=d.min_sensitivity, help="sensitivity floor on validation that sets the threshold (default: %(default)s)")
     p.add_argument("--input-size", type=int, default=d.preprocessing.input_size, help="model input side in pixels (default: %(default)s)")
+    p.add_argument("--border-crop", type=float, default=d.preprocessing.border_crop, help="share of each side kept, centred, after the resize (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for the weights, batch order and augmentation (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="use only this many films (quick trials)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
@@ -99,6 +100,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="member run folders (e.g. the study's runs/study/RECIPE/seedN)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root the members' split lists are relative to (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/ensemble"), help="run folder of the ensemble (default: %(default)s)")
+    p.add_argument("--border-crop", type=float, default=None, help="serve with this border crop instead of the members' (default: theirs)")
     p.add_argument("--export-to", type=Path, default=Path("models"), help="export destination; 'none' to skip (default: %(default)s)")
 
 
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
             min_sensitivity=args.min_sensitivity, seed=args.seed, split_seed=args.split_seed, limit=args.limit,
             verbose=2 if args.quiet else 1,
-            preprocessing=PreprocessConfig(input_size=args.input_size),
+            preprocessing=PreprocessConfig(input_size=args.input_size, border_crop=args.border_crop),
         )
         train_ensemble(config, args.members)
         if str(args.export_to).lower() != "none":
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ensemble":
         from training.train_ensemble import join_members
 
-        join_members(args.out, args.runs, args.data)
+        join_members(args.out, args.runs, args.data, border_crop=args.border_crop)
         if str(args.export_to).lower() != "none":
             from training.export import export_run
 

@@ -131,7 +131,7 @@ def build_card(
         "labels": {"0": "NORMAL", "1": "PNEUMONIA"},
         "preprocessing": {
             **pre.to_dict(),
-            "chain": ["decode", "grayscale", "resize", "median_filter", "clahe", "scale_to_unit_float"],
+            "chain": ["decode", "grayscale", "resize", "border_crop", "median_filter", "clahe", "scale_to_unit_float"],
         },
         "threshold": run["threshold"],
         "threshold_rule": run["threshold_rule"],

@@ -62,7 +62,8 @@ PERTURBATIONS: dict[str, Perturbation] = {
 
 
 def robustness_report(model_dir: Path, films: list[np.ndarray], labels: np.ndarray) -> list[dict]:
-    """One row per perturbation; `films` are decoded uint8 grayscale films."""
+    """One row per perturbation; `films` are uint8 films already at model size and framing
+    (resized and border-cropped, as `training.dataset.validation_films` gives them)."""
     import onnxruntime as ort
 
     card = load_model_card(model_dir)
@@ -71,7 +72,7 @@ def robustness_report(model_dir: Path, films: list[np.ndarray], labels: np.ndarr
     rows = []
     base_normal = None
     for name, perturb in PERTURBATIONS.items():
-        batch = to_batch([pre.from_gray(perturb(film)) for film in films])
+        batch = to_batch([pre.to_float(pre.enhance(perturb(film))) for film in films])
         probs = np.concatenate([
             session.run([card.output_name], {card.input_name: batch[i : i + 64]})[0].reshape(-1)
             for i in range(0, len(batch), 64)

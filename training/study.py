@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.data import list_samples, read_split_list
 
@@ -94,12 +95,10 @@ def train_all(plan: StudyPlan) -> None:
             return
 
 
-def _films(paths: list[Path], input_size: int) -> np.ndarray:
-    from app.imaging.preprocess import PreprocessConfig
+def _films(paths: list[Path], pre: PreprocessConfig) -> np.ndarray:
     from training.data import Sample
     from training.dataset import enhance_all, load_resized
 
-    pre = PreprocessConfig(input_size=input_size)
     return enhance_all(load_resized([Sample(p, 0) for p in paths], pre, workers=os.cpu_count() or 2), pre)
 
 
@@ -119,9 +118,10 @@ def score_runs(plan: StudyPlan) -> dict:
     first = next(d for d in dirs if (d / "splits" / "val.txt").is_file())
     val_samples = read_split_list(first / "splits" / "val.txt", plan.data)
     test_samples = list_samples(plan.data / plan.test_split)
-    val_x = _films([s.path for s in val_samples], plan.input_size)
-    test_x = _films([s.path for s in test_samples], plan.input_size)
-    model = new_model(TrainConfig.from_dict(json.loads((first / "run.json").read_text())["config"]))
+    config = TrainConfig.from_dict(json.loads((first / "run.json").read_text())["config"])
+    val_x = _films([s.path for s in val_samples], config.preprocessing)  # the runs' own chain
+    test_x = _films([s.path for s in test_samples], config.preprocessing)
+    model = new_model(config)
     logit_model = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
     scores: dict = {"labels": {"val": np.array([s.label for s in val_samples]),
                                "test": np.array([s.label for s in test_samples])}, "runs": {}}

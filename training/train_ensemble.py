@@ -66,8 +66,14 @@ def member_record(run_dir: Path) -> dict:
     }
 
 
-def join_members(out: Path, dirs: list[Path], data_root: Path, seconds: float | None = None) -> dict:
-    """Build the ensemble from the members' best checkpoints and finalize it in `out`."""
+def join_members(
+    out: Path, dirs: list[Path], data_root: Path, seconds: float | None = None, border_crop: float | None = None,
+) -> dict:
+    """Build the ensemble from the members' best checkpoints and finalize it in `out`.
+
+    `border_crop` replaces the members' own (their runs may predate it); calibration and
+    threshold are then fitted on validation films through that chain.
+    """
     out, dirs = Path(out), [Path(d) for d in dirs]
     if len(dirs) < 2:
         raise ValueError("an ensemble needs at least two member runs")
@@ -84,6 +90,8 @@ def join_members(out: Path, dirs: list[Path], data_root: Path, seconds: float | 
     serving = PreprocessConfig()
     pre = dataclasses.replace(config.preprocessing, interpolation=serving.interpolation,
                               jpeg_reduced_decode=serving.jpeg_reduced_decode)
+    if border_crop is not None:
+        pre = dataclasses.replace(pre, border_crop=border_crop)
     films, labels = validation_films(out, Path(data_root), pre)
     members = [member_record(d) for d in dirs]
     summary = {

@@ -117,9 +117,11 @@ def start_heatmap(state: ServiceState, engine: InferenceEngine, prepared: Prepar
     return asyncio.create_task(state.gradcam.heatmap(prepared.enhanced, engine.card.version))
 
 
-def render_overlay(prepared: PreparedImage, result: GradcamResult, overlay_format: OverlayFormat) -> Overlay:
-    """Blend and encode (blocking, ~3 ms for JPEG: call from a worker thread)."""
-    encoded = overlay_image(prepared.preview, result.heatmap, overlay_format)
+def render_overlay(
+    prepared: PreparedImage, result: GradcamResult, overlay_format: OverlayFormat, keep: float = 1.0
+) -> Overlay:
+    """Blend and encode (blocking, ~3 ms for JPEG: call from a worker thread); `keep`: the card's border crop."""
+    encoded = overlay_image(prepared.preview, result.heatmap, overlay_format, keep=keep)
     return Overlay(base64.b64encode(encoded).decode("ascii"), overlay_format, result.layer)
 
 
@@ -137,7 +139,8 @@ async def collect_overlay(
         return None
     if result.empty_heatmap:
         warnings.append("Grad-CAM found no positive evidence for the predicted label; the heat map is empty")
-    return await state.run(render_overlay, prepared, result, overlay_format)
+    keep = state.require_engine().card.preprocessing.border_crop
+    return await state.run(render_overlay, prepared, result, overlay_format, keep)
 
 
 def preview_png(prepared: PreparedImage) -> str:

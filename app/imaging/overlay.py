@@ -32,17 +32,24 @@ class OverlayFormat(StrEnum):
         return f"image/{self.value}"
 
 
-def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int], keep: float = 1.0) -> np.ndarray:
     """Grid in [0, 1] -> float32 (H, W) in [0, 1], smoothly interpolated.
 
-    The model input is the whole film squashed to a square, so stretching the grid to
-    the film's own shape puts every cell back over the region it saw.
+    The model input is the film squashed to a square, its border cropped to the central
+    `keep` of each side (the card's `border_crop`), so stretching the grid over that
+    central part of the film's own shape puts every cell back over the region it saw.
     """
     grid = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if grid.ndim != 2 or grid.size == 0:
         raise ValueError("heat map must be a non-empty 2-D grid")
-    resized = cv2.resize(grid, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
-    return np.clip(resized, 0.0, 1.0)
+    height, width = max(1, round(shape[0] * keep)), max(1, round(shape[1] * keep))
+    resized = np.clip(cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    if (height, width) == tuple(shape):
+        return resized
+    top, left = (shape[0] - height) // 2, (shape[1] - width) // 2
+    framed = np.zeros(shape, np.float32)
+    framed[top:top + height, left:left + width] = resized
+    return framed
 
 
 def colorize(heat: np.ndarray) -> np.ndarray:
@@ -50,7 +57,7 @@ def colorize(heat: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(np.round(heat * 255.0).astype(np.uint8), cv2.COLORMAP_JET)
 
 
-def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA, keep: float = 1.0) -> np.ndarray:
     """Heat map blended over the grayscale image -> BGR uint8 of the image's shape.
 
     The blend weight grows with the heat, so cold regions show the film unchanged and
@@ -60,7 +67,7 @@ def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA) -
         raise ValueError("expected a 2-D uint8 grayscale image")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be in [0, 1]")
-    heat = upsample_heatmap(heatmap, gray.shape)
+    heat = upsample_heatmap(heatmap, gray.shape, keep)
     weight = np.float32(alpha) * heat
     base = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     return cv2.blendLinear(base, colorize(heat), np.float32(1.0) - weight, weight)
@@ -84,7 +91,7 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
 
 def overlay_image(gray: np.ndarray, heatmap: np.ndarray, fmt: OverlayFormat = OverlayFormat.JPEG,
-                  alpha: float = DEFAULT_ALPHA) -> bytes:
-    """The overlay as encoded bytes, at the grayscale image's size."""
-    image = blend(gray, heatmap, alpha)
+                  alpha: float = DEFAULT_ALPHA, keep: float = 1.0) -> bytes:
+    """The overlay as encoded bytes, at the grayscale image's size (`keep`: see `upsample_heatmap`)."""
+    image = blend(gray, heatmap, alpha, keep)
     return encode_jpeg(image) if fmt is OverlayFormat.JPEG else encode_png(image)

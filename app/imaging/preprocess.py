@@ -5,7 +5,7 @@ sidecar all call. Its parameters live in `PreprocessConfig`, which the training 
 writes into the model card and the services read back from it, so the chain cannot
 drift between training and production.
 
-Chain: decode -> grayscale -> resize -> median filter -> CLAHE -> float32 in [0, 1].
+Chain: decode -> grayscale -> resize -> border crop -> median filter -> CLAHE -> float32 in [0, 1].
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class PreprocessConfig:
     interpolation: str = "pil_bilinear"
     # True: libjpeg's DCT scaling, faster, but then a JPEG and a PNG of one film get different answers.
     jpeg_reduced_decode: bool = False
+    # Share of each side kept, centred, after the resize (then resized back to input_size): drops
+    # the film's outer border (markers, collimation edges). 1.0 (no crop) for cards that predate it.
+    border_crop: float = 1.0
 
     def __post_init__(self) -> None:
         if self.input_size < 16:
@@ -50,6 +53,8 @@ class PreprocessConfig:
             raise ValueError("clahe_clip_limit must be positive")
         if self.clahe_tile_grid < 1:
             raise ValueError("clahe_tile_grid must be at least 1")
+        if not 0.5 <= self.border_crop <= 1.0:
+            raise ValueError("border_crop must be in [0.5, 1]")
         if self.interpolation not in _INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}")
 
@@ -76,12 +81,24 @@ class Preprocessor:
         )
 
     def resize(self, gray: np.ndarray) -> np.ndarray:
+        """Any size -> (size, size), then the border crop; a film already at model size is only cropped."""
         size = self.config.input_size
-        if gray.shape == (size, size):
-            return gray
-        if self.config.interpolation == "pil_bilinear":
-            return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
-        return cv2.resize(gray, (size, size), interpolation=_INTERPOLATIONS[self.config.interpolation])
+        if gray.shape != (size, size):
+            if self.config.interpolation == "pil_bilinear":
+                gray = np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
+            else:
+                gray = cv2.resize(gray, (size, size), interpolation=_INTERPOLATIONS[self.config.interpolation])
+        return self._crop_border(gray)
+
+    def _crop_border(self, square: np.ndarray) -> np.ndarray:
+        keep = self.config.border_crop
+        if keep >= 1.0:
+            return square
+        size = square.shape[0]
+        side = round(size * keep)
+        start = (size - side) // 2
+        centre = square[start:start + side, start:start + side]
+        return cv2.resize(centre, (size, size), interpolation=cv2.INTER_LINEAR)
 
     def enhance(self, resized: np.ndarray) -> np.ndarray:
         """Median filter then CLAHE on a uint8 image at model size."""

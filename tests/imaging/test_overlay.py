@@ -71,3 +71,10 @@ def test_encode_png_is_lossless() -> None:
     image = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     decoded = cv2.imdecode(np.frombuffer(encode_png(image), np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(decoded, image)
+
+
+def test_heatmap_covers_only_the_part_of_the_film_the_model_saw():
+    heat = upsample_heatmap(np.ones((14, 14), np.float32), (200, 100), keep=0.9)
+    assert heat.shape == (200, 100)
+    assert heat[10:190, 5:95].min() == pytest.approx(1.0)
+    assert heat[:9].max() == 0.0 and heat[:, :4].max() == 0.0 and heat[-9:].max() == 0.0

@@ -142,3 +142,29 @@ def test_decode_with_header_reports_the_declared_size_of_a_reduced_jpeg():
     header, gray = pre.decode_with_header(_encode(".jpg", big))
     assert (header.format.value, header.width, header.height) == ("jpeg", 2000, 1600)
     assert gray.shape[1] < 2000  # decoded at a reduced scale, the header still says the real size
+
+
+def test_border_crop_keeps_the_centre_at_model_size():
+    film = np.zeros((224, 224), np.uint8)
+    film[:, :5] = 255  # a bright strip in the outer 2.2% of the left side (the crop starts at 5)
+    film[100:124, 100:124] = 200
+    pre = Preprocessor(PreprocessConfig(border_crop=0.95, median_kernel=1))
+    framed = pre.resize(film)
+    assert framed.shape == (224, 224)
+    assert framed.max() == 200  # the strip is cropped away
+    assert framed[112, 112] == 200  # the centre stays where it was
+    assert np.array_equal(Preprocessor(PreprocessConfig()).resize(film), film)  # 1.0: no crop
+
+
+def test_border_crop_is_one_step_for_large_and_model_size_films():
+    """A full-size film and the same film shrunk to model size go through the same crop once."""
+    big = cv2.resize(_film(), (896, 896), interpolation=cv2.INTER_CUBIC)
+    pre = Preprocessor(PreprocessConfig(border_crop=0.9))
+    small = Preprocessor(PreprocessConfig()).resize(big)  # the sender's shrink, same Pillow filter
+    np.testing.assert_array_equal(pre.resize(big), pre.resize(small))
+
+
+@pytest.mark.parametrize("keep", [0.3, 1.2])
+def test_border_crop_outside_its_range_is_refused(keep):
+    with pytest.raises(ValueError, match="border_crop"):
+        PreprocessConfig(border_crop=keep)
