@@ -94,6 +94,11 @@ def fit(method: str, logits: np.ndarray, labels: np.ndarray) -> tuple[float, flo
     raise ValueError(f"unknown calibration method {method!r}: platt or temperature")
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic function."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
+
+
 def logit(probs: np.ndarray, eps: float = 1e-7) -> np.ndarray:
     p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
     return np.log(p / (1 - p))

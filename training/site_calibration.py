@@ -32,10 +32,6 @@ from training.data import class_counts, list_samples
 PARITY_TOLERANCE = 1e-4
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 def cross_validated(
     logits: np.ndarray, labels: np.ndarray, patients: list[str], method: str, min_sensitivity: float,
     repeats: int = 100, seed: int = 0,
@@ -49,7 +45,7 @@ def cross_validated(
         fit_half = set(rng.permutation(unique)[: len(unique) // 2])
         mask = np.array([p in fit_half for p in patients_arr])
         a, b = calibration.fit(method, logits[mask], labels[mask])
-        probs = _sigmoid(a * logits + b)
+        probs = calibration.sigmoid(a * logits + b)
         threshold = calibration.choose_threshold(labels[mask], probs[mask], min_sensitivity)
         held = metrics.threshold_metrics(labels[~mask], probs[~mask], threshold)
         held["ece"] = metrics.expected_calibration_error(labels[~mask], probs[~mask])
@@ -86,7 +82,7 @@ def calibrate_site(
     before_probs = predict_files(model_dir, [s.path for s in samples]).astype(np.float64)
     logits = calibration.logit(before_probs)
     a, b = calibration.fit(method, logits, labels)
-    after_probs = _sigmoid(a * logits + b)
+    after_probs = calibration.sigmoid(a * logits + b)
     threshold = calibration.choose_threshold(labels, after_probs, min_sensitivity)
 
     model = keras.models.load_model(model_dir / card.keras_file)

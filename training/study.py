@@ -26,16 +26,9 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.data import list_samples, read_split_list
+from training.train import BEST_CHECKPOINT, LAST_CHECKPOINT
 
-# Each checkpoint as a full Keras file, or as bare weights (what a run on another machine sends back).
-CHECKPOINTS = {"best": ("checkpoint.keras", "best.weights.h5"), "last": ("last.keras", "last.weights.h5")}
-
-
-def checkpoint_file(run_dir: Path, ckpt: str) -> Path | None:
-    for name in CHECKPOINTS[ckpt]:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    return None
+CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
 
 
 @dataclass(frozen=True)
@@ -112,7 +105,7 @@ def score_runs(plan: StudyPlan) -> dict:
 
     from training.config import TrainConfig
     from training.model import LOGIT_LAYER
-    from training.train import new_model
+    from training.train import checkpoint_path, new_model
 
     dirs = [plan.run_dir(r, s) for r in plan.recipes for s in plan.seeds]
     first = next(d for d in dirs if (d / "splits" / "val.txt").is_file())
@@ -132,7 +125,7 @@ def score_runs(plan: StudyPlan) -> dict:
                 raise ValueError(f"{run_dir} was validated on another split")
             run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
             for ckpt in CHECKPOINTS:
-                file = checkpoint_file(run_dir, ckpt)
+                file = checkpoint_path(run_dir, CHECKPOINTS[ckpt])
                 if file is None:
                     continue
                 model.load_weights(file)
@@ -149,8 +142,8 @@ def score_runs(plan: StudyPlan) -> dict:
 def judge(val_logits: np.ndarray, test_logits: np.ndarray, labels: dict, min_sensitivity: float) -> dict:
     """Platt + threshold fitted on validation, applied unchanged to the test films."""
     a, b = calibration.fit_platt(val_logits, labels["val"])
-    val_p = 1 / (1 + np.exp(-(a * val_logits + b)))
-    test_p = 1 / (1 + np.exp(-(a * test_logits + b)))
+    val_p = calibration.sigmoid(a * val_logits + b)
+    test_p = calibration.sigmoid(a * test_logits + b)
     threshold = calibration.choose_threshold(labels["val"], val_p, min_sensitivity)
     at = metrics.threshold_metrics(labels["test"], test_p, threshold)
     return {

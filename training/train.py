@@ -83,6 +83,16 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 BEST_CHECKPOINT, LAST_CHECKPOINT = "checkpoint.keras", "last.keras"
+# The same checkpoints as bare weights (no optimizer state): what a run on another machine sends back.
+WEIGHTS_ONLY = {BEST_CHECKPOINT: "best.weights.h5", LAST_CHECKPOINT: "last.weights.h5"}
+
+
+def checkpoint_path(run_dir: Path, name: str) -> Path | None:
+    """A run's checkpoint `name` as a full Keras file, else as bare weights, else None."""
+    for candidate in (name, WEIGHTS_ONLY[name]):
+        if (Path(run_dir) / candidate).is_file():
+            return Path(run_dir) / candidate
+    return None
 
 
 def callbacks_for(config: TrainConfig, best_val_auc: float | None = None) -> list[keras.callbacks.Callback]:

@@ -21,9 +21,7 @@ from app.imaging.preprocess import PreprocessConfig
 from training.config import TrainConfig
 from training.dataset import enhance_all, validation_films
 from training.ensemble import build_ensemble, member_layers
-from training.train import BEST_CHECKPOINT, finalize, new_model, train
-
-BEST_WEIGHTS = "best.weights.h5"
+from training.train import BEST_CHECKPOINT, checkpoint_path, finalize, new_model, train
 
 
 def member_dir(out: Path, index: int) -> Path:
@@ -45,12 +43,15 @@ def train_ensemble(config: TrainConfig, n_members: int) -> dict:
 
 
 def load_member(run_dir: Path) -> keras.Model:
-    """A run's best checkpoint: the full Keras file, or bare weights (`best.weights.h5`) from another machine."""
-    if (run_dir / BEST_CHECKPOINT).is_file():
-        return keras.models.load_model(run_dir / BEST_CHECKPOINT)
+    """A run's best checkpoint: the full Keras file, or bare weights from another machine."""
+    path = checkpoint_path(run_dir, BEST_CHECKPOINT)
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} has no best checkpoint")
+    if path.name == BEST_CHECKPOINT:
+        return keras.models.load_model(path)
     run = json.loads((run_dir / "run.json").read_text())
     model = new_model(TrainConfig.from_dict(run["config"]))
-    model.load_weights(run_dir / BEST_WEIGHTS)
+    model.load_weights(path)
     return model
 
 

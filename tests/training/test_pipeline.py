@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from app.model_card import load_model_card, sha256_of
 from tests.conftest import REPO, VAL16
@@ -99,3 +100,26 @@ def test_card_reports_robustness_under_acquisition_shifts(tiny_model_dir):
     assert rows[0]["normal_shift"] == 0.0
     assert all(0.0 <= row["specificity"] <= 1.0 for row in rows)
     assert "| perturbation |" in (tiny_model_dir / "MODEL_CARD.md").read_text()
+
+
+def test_a_member_sent_back_as_bare_weights_loads_like_its_checkpoint(tiny_run, tmp_path):
+    """What a run on another machine returns (weights only, no optimizer) joins an ensemble the same."""
+    import shutil
+
+    import keras
+
+    from training.train_ensemble import load_member
+
+    run_dir, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    full = load_member(copy)
+    bare = keras.Model.from_config(full.get_config())
+    bare.set_weights(full.get_weights())
+    bare.save_weights(copy / "best.weights.h5")
+    (copy / "checkpoint.keras").unlink()
+    x = np.random.default_rng(3).random((2, 128, 128, 1), dtype=np.float32)
+    np.testing.assert_allclose(load_member(copy)(x).numpy(), full(x).numpy(), atol=1e-6)
+    (copy / "best.weights.h5").unlink()
+    with pytest.raises(FileNotFoundError):
+        load_member(copy)
