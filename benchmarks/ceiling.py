@@ -22,15 +22,9 @@ from benchmarks.common import DEFAULT_MODEL_DIR, cpu_count, load_uploads, setup_
 
 
 def _session(model_dir: Path, onnx_file: str, threads: int, spinning: bool):
-    import onnxruntime as ort
+    from app.model.session import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return ort.InferenceSession(str(model_dir / onnx_file), options, providers=["CPUExecutionProvider"])
+    return open_session(model_dir / onnx_file, threads, spinning)
 
 
 # (worker threads, onnxruntime threads (0 = 1/core), spin-wait, OpenCV threads (0 = OpenCV's default))
@@ -48,7 +42,7 @@ def measure(model_dir: Path, passes: int, layouts: list[Layout] | None = None) -
     import numpy as np
 
     from app.imaging.preprocess import Preprocessor
-    from app.model_card import load_model_card
+    from app.model.card import load_model_card
 
     card = load_model_card(model_dir)
     uploads = [data for _, data in load_uploads()]

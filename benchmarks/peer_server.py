@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import FastAPI, File, UploadFile
 
 from app.imaging.preprocess import Preprocessor
-from app.model_card import load_model_card
+from app.model.card import load_model_card
 
 MODEL_DIR = Path(os.environ.get("CXR_MODEL_DIR", "models"))
 card = load_model_card(MODEL_DIR)

@@ -23,8 +23,8 @@ def measure(model_dir: Path, calls_b1: int, calls_b32: int) -> dict:
     setup_process_env()
     import numpy as np
 
-    from app.api.inference import InferenceEngine
     from app.imaging.preprocess import Preprocessor, to_batch
+    from app.model.engine import InferenceEngine
 
     engine = InferenceEngine(model_dir)
     card = engine.card

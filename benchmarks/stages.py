@@ -42,17 +42,17 @@ def measure(model_dir: Path, reps: int) -> dict:
     import cv2
     import numpy as np
 
-    from app.api.inference import InferenceEngine, preview_of
     from app.imaging.decode import decode_image, read_header
-    from app.imaging.overlay import OverlayFormat, encode_png, overlay_image
+    from app.imaging.overlay import OverlayFormat, encode_png, overlay_image, preview_of
     from app.imaging.preprocess import Preprocessor
+    from app.model.engine import InferenceEngine
     from app.sidecar.config import SidecarSettings
-    from app.sidecar.main import _load
+    from app.sidecar.main import load_gradcam
 
     uploads = load_uploads()
     engine = InferenceEngine(model_dir)
     engine.warm_up()
-    card, gradcam = _load(SidecarSettings(model_dir=model_dir))
+    card, gradcam = load_gradcam(SidecarSettings(model_dir=model_dir))
     gradcam.warm_up()
     pre = Preprocessor(card.preprocessing)
     config = card.preprocessing

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from app.imaging.preprocess import Preprocessor, to_batch
-from app.model_card import load_model_card
+from app.model.card import load_model_card
+from app.model.session import open_session
 from training import metrics
 from training.data import list_samples
 from training.plots import evaluation_plots
@@ -20,10 +21,8 @@ from training.plots import evaluation_plots
 
 def predict_files(model_dir: Path, paths: list[Path], batch_size: int = 32) -> np.ndarray:
     """P(pneumonia) for each file, via the card's chain and onnxruntime."""
-    import onnxruntime as ort
-
     card = load_model_card(model_dir)
-    session = ort.InferenceSession(str(Path(model_dir) / card.onnx_file), providers=["CPUExecutionProvider"])
+    session = open_session(Path(model_dir) / card.onnx_file)
     preprocessor = Preprocessor(card.preprocessing)
     probs = []
     for start in range(0, len(paths), batch_size):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig
-from app.model_card import CARD_FILE, sha256_of
+from app.model.card import CARD_FILE, sha256_of
 from training.card import render_markdown
 from training.dataset import enhance_all, validation_films
 from training.robustness import robustness_report
@@ -50,9 +50,9 @@ def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> None
 
 
 def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from app.model.session import open_session
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = open_session(path)
     (output,) = session.run(["probability"], {"image": images.astype(np.float32)})
     return output.reshape(-1)
 

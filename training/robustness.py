@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from app.imaging.preprocess import Preprocessor, to_batch
-from app.model_card import load_model_card
+from app.model.card import load_model_card
+from app.model.session import open_session
 from training import metrics
 
 Perturbation = Callable[[np.ndarray], np.ndarray]
@@ -64,10 +65,8 @@ PERTURBATIONS: dict[str, Perturbation] = {
 def robustness_report(model_dir: Path, films: list[np.ndarray], labels: np.ndarray) -> list[dict]:
     """One row per perturbation; `films` are uint8 films already at model size and framing
     (resized and border-cropped, as `training.dataset.validation_films` gives them)."""
-    import onnxruntime as ort
-
     card = load_model_card(model_dir)
-    session = ort.InferenceSession(str(Path(model_dir) / card.onnx_file), providers=["CPUExecutionProvider"])
+    session = open_session(Path(model_dir) / card.onnx_file)
     pre = Preprocessor(card.preprocessing)
     rows = []
     base_normal = None

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from app.imaging.preprocess import Preprocessor, to_batch
-from app.model_card import ModelCard, load_model_card
+from app.model.card import ModelCard, load_model_card
+from app.model.session import open_session
 from training import metrics
 from training.data import Sample, list_samples, read_split_list
 
@@ -70,11 +71,9 @@ class Scorer:
     """A model folder's ONNX model behind its card's chain."""
 
     def __init__(self, model_dir: Path) -> None:
-        import onnxruntime as ort
-
         self.dir = Path(model_dir)
         self.card: ModelCard = load_model_card(model_dir)
-        self.session = ort.InferenceSession(str(self.dir / self.card.onnx_file), providers=["CPUExecutionProvider"])
+        self.session = open_session(self.dir / self.card.onnx_file)
         self.pre = Preprocessor(self.card.preprocessing)
 
     def gray(self, films: list[np.ndarray], transform: Transform | None = None) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.model_card import CARD_FILE, load_model_card, sha256_of
+from app.model.card import CARD_FILE, load_model_card, sha256_of
 from training import calibration, metrics
 from training.data import class_counts, list_samples
 

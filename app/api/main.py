@@ -11,10 +11,8 @@ from fastapi.responses import JSONResponse
 
 from app.api.access import AccessMiddleware
 from app.api.backpressure import InFlightLimitMiddleware
-from app.api.circuit_breaker import CircuitBreaker
 from app.api.config import Settings
 from app.api.errors import install_error_handlers
-from app.api.gradcam_client import GradcamClient
 from app.api.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, BodyTooLargeError, too_large_detail
 from app.api.openapi import document_errors
 from app.api.request_log import configure_logging
@@ -22,6 +20,8 @@ from app.api.routes import batch, health, metrics, model, predict, web
 from app.api.security import ApiKeyMiddleware, add_cors
 from app.api.state import ServiceState
 from app.api.telemetry import Metrics
+from app.gradcam.circuit_breaker import CircuitBreaker
+from app.gradcam.client import GradcamClient
 from app.imaging.errors import ImageError
 
 

@@ -13,14 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
-from app.api.gradcam_client import GradcamResult, GradcamUnavailable, check_agreement
-from app.api.inference import InferenceEngine, PreparedImage
 from app.api.state import ServiceState
+from app.gradcam.client import GradcamResult, GradcamUnavailable, check_agreement
 from app.imaging.decode import ImageFormat
 from app.imaging.overlay import OverlayFormat, encode_png, overlay_image
+from app.model.engine import InferenceEngine, PreparedImage
 
 
 class PredictionFields(BaseModel):
@@ -91,15 +90,6 @@ def predict_before_overlay(engine: InferenceEngine, prepared: PreparedImage) -> 
     the sidecar computes the heat map, instead of after it."""
     _ = prepared.preview
     return engine.predict(prepared)
-
-
-def predict_many(engine: InferenceEngine, prepared: list[PreparedImage]) -> list[float]:
-    """One onnxruntime call for the whole list (the exported model has a dynamic batch axis)."""
-    if not prepared:
-        return []
-    batch = np.concatenate([p.model_input for p in prepared], axis=0)
-    (output,) = engine.session.run([engine.card.output_name], {engine.card.input_name: batch})
-    return [float(p) for p in np.asarray(output).reshape(len(prepared), -1)[:, 0]]
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from fastapi import Depends, HTTPException, Request
 
 from app.api.compute import ComputePool
 from app.api.config import Settings
-from app.api.gradcam_client import GradcamClient
-from app.api.inference import InferenceEngine
 from app.api.telemetry import Metrics
+from app.gradcam.client import GradcamClient
+from app.model.engine import InferenceEngine
 
 log = logging.getLogger("cxr.api")
 T = TypeVar("T")

@@ -95,3 +95,17 @@ def overlay_image(gray: np.ndarray, heatmap: np.ndarray, fmt: OverlayFormat = Ov
     """The overlay as encoded bytes, at the grayscale image's size (`keep`: see `upsample_heatmap`)."""
     image = blend(gray, heatmap, alpha, keep)
     return encode_jpeg(image) if fmt is OverlayFormat.JPEG else encode_png(image)
+
+
+def preview_of(gray: np.ndarray, width: int, height: int, long_side: int = DEFAULT_LONG_SIDE) -> np.ndarray:
+    """The overlay background: the upload's aspect ratio, long side min(long_side, the upload's).
+
+    Large JPEGs are decoded at a reduced scale sized for the model, which can leave fewer
+    pixels than the overlay wants; those few are made up by a linear upscale.
+    """
+    scale = min(1.0, long_side / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if (gray.shape[1], gray.shape[0]) == size:
+        return gray
+    shrinking = size[0] < gray.shape[1]
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

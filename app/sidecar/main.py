@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from app.gradcam_protocol import (
+from app.gradcam.protocol import (
     HEATMAP_DECIMALS,
     INPUT_SHAPE_HEADER,
     MODEL_VERSION_HEADER,
@@ -23,7 +23,7 @@ from app.gradcam_protocol import (
     parse_shape,
 )
 from app.imaging.preprocess import Preprocessor
-from app.model_card import ModelCard, load_model_card, sha256_of
+from app.model.card import ModelCard, load_model_card, sha256_of
 from app.sidecar.config import SidecarSettings
 
 log = logging.getLogger("cxr.sidecar")
@@ -43,7 +43,7 @@ class SidecarState:
 
     def load(self) -> None:
         try:
-            self.card, self.gradcam = _load(self.settings)
+            self.card, self.gradcam = load_gradcam(self.settings)
             start = time.perf_counter()
             self.gradcam.warm_up()
             self.warmup_ms = round((time.perf_counter() - start) * 1000.0, 1)
@@ -53,7 +53,7 @@ class SidecarState:
             log.error("Grad-CAM model not loaded from %s: %s", self.settings.model_dir, self.load_error)
 
 
-def _load(settings: SidecarSettings) -> tuple[ModelCard, object]:
+def load_gradcam(settings: SidecarSettings) -> tuple[ModelCard, object]:
     """Card, hash check, Keras model, compiled Grad-CAM."""
     card = load_model_card(settings.model_dir)
     keras_path = settings.model_dir / card.keras_file

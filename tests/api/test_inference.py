@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.api.inference import InferenceEngine, preview_of
 from app.imaging.errors import ImageTooLargeError
+from app.imaging.overlay import preview_of
 from app.imaging.preprocess import Preprocessor
+from app.model.engine import InferenceEngine
 from tests.serving import FIXTURE_JPEGS, FULLRES_FILES
 
 

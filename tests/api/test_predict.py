@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.model_card import load_model_card
+from app.model.card import load_model_card
 from tests.serving import FIXTURE_JPEGS, FULLRES_FILES, PNG16, PNG_RGBA
 from training.evaluate import predict_files
 

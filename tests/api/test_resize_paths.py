@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.model_card import load_model_card
+from app.model.card import load_model_card
 from tests.serving import FULLRES_FILES
 
 TOLERANCE = 0.01

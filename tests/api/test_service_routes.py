@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from app.api.config import Settings
 from app.api.main import create_app
-from app.model_card import load_model_card, sha256_of
+from app.model.card import load_model_card, sha256_of
 from tests.api.conftest import make_settings
 from tests.serving import FIXTURE_JPEGS
 

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.model_card import load_model_card
+from app.model.card import load_model_card
 from tests.conftest import REPO
 from tests.serving import (
     FIXTURE_JPEGS,

@@ -95,7 +95,7 @@ def screenshot(driver, name: str) -> Path:
 
 
 def test_upload_shows_label_probability_and_overlay(site: Services, browser, model_dir: Path) -> None:
-    from app.model_card import load_model_card
+    from app.model.card import load_model_card
 
     card = load_model_card(model_dir)
     browser.get(site.api_url + "/")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.inference import InferenceEngine
-from app.gradcam_protocol import INPUT_SHAPE_HEADER, MODEL_VERSION_HEADER, encode_request
-from app.model_card import load_model_card
+from app.gradcam.protocol import INPUT_SHAPE_HEADER, MODEL_VERSION_HEADER, encode_request
+from app.model.card import load_model_card
+from app.model.engine import InferenceEngine
 from app.sidecar.config import SidecarSettings
 from app.sidecar.main import create_app
 from tests.serving import FIXTURE_JPEGS

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from app.api.inference import InferenceEngine
-from app.model_card import load_model_card
+from app.model.card import load_model_card
+from app.model.engine import InferenceEngine
 from app.sidecar.gradcam import GradCam, normalize
 from tests.serving import FIXTURE_JPEGS
 

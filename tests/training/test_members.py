@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from app.model_card import load_model_card
+from app.model.card import load_model_card
 from tests.conftest import REPO, TRAIN_224, VAL16, needs_shared
 from training.evaluate import predict_files
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from app.model_card import load_model_card, sha256_of
+from app.model.card import load_model_card, sha256_of
 from tests.conftest import REPO, VAL16
 
 

@@ -17,13 +17,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from app.api.inference import InferenceEngine
 from app.api.limits import too_large_detail
-from app.api.service import Overlay, Upload, collect_overlay, fields_for, predict_many, prepare_upload, start_heatmap
+from app.api.service import Overlay, Upload, collect_overlay, fields_for, prepare_upload, start_heatmap
 from app.api.state import ServiceState, State
 from app.api.upload import files_named, read_parts
 from app.imaging.errors import ImageError
 from app.imaging.overlay import OverlayFormat
+from app.model.engine import InferenceEngine
 
 router = APIRouter()
 FIELD = "files"
@@ -138,7 +138,7 @@ async def predict_batch(
     good = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Upload)]
     uploads = [p for _, p in good]
     mark = time.perf_counter()
-    probabilities = await state.run(predict_many, engine, [u.prepared for u in uploads])
+    probabilities = await state.run(engine.predict_many, [u.prepared for u in uploads])
     timings["inference"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("inference_batch").observe(time.perf_counter() - mark)
 

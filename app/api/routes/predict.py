@@ -12,7 +12,6 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.api.direct_route import DirectRoute
-from app.api.gradcam_client import GradcamResult
 from app.api.query import parse_query, query_parameters
 from app.api.service import (
     Overlay,
@@ -26,6 +25,7 @@ from app.api.service import (
 )
 from app.api.state import state_of
 from app.api.upload import FIELD, read_upload
+from app.gradcam.client import GradcamResult
 from app.imaging.overlay import OverlayFormat
 
 router = APIRouter(route_class=DirectRoute)  # reads its own input: no FastAPI parameters (see direct_route.py)

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import cv2
 import numpy as np
-import onnxruntime as ort
 
 from app.imaging.decode import ImageFormat
 from app.imaging.errors import UnsupportedFormatError
-from app.imaging.overlay import DEFAULT_LONG_SIDE as MAX_OVERLAY_SIDE
+from app.imaging.overlay import preview_of
 from app.imaging.preprocess import Preprocessor
-from app.model_card import ModelCard, load_model_card, sha256_of
+from app.model.card import ModelCard, load_model_card, sha256_of
+from app.model.session import open_session
 
 
 class ModelIntegrityError(RuntimeError):
@@ -52,20 +51,6 @@ class PreparedImage:
         return Preprocessor.to_float(self.enhanced)[np.newaxis, :, :, np.newaxis]
 
 
-def preview_of(gray: np.ndarray, width: int, height: int, long_side: int = MAX_OVERLAY_SIDE) -> np.ndarray:
-    """The overlay background: the upload's aspect ratio, long side min(long_side, the upload's).
-
-    Large JPEGs are decoded at a reduced scale sized for the model, which can leave fewer
-    pixels than the overlay wants; those few are made up by a linear upscale.
-    """
-    scale = min(1.0, long_side / max(width, height))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if (gray.shape[1], gray.shape[0]) == size:
-        return gray
-    shrinking = size[0] < gray.shape[1]
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
 class InferenceEngine:
     def __init__(self, model_dir: Path | str, threads: int = 0) -> None:
         self.model_dir = Path(model_dir)
@@ -74,15 +59,7 @@ class InferenceEngine:
         digest = sha256_of(onnx_path)
         if digest != self.card.onnx_sha256:
             raise ModelIntegrityError(f"{onnx_path} has sha256 {digest}, the card says {self.card.onnx_sha256}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # No spin-waiting: requests run preprocessing on the same cores from the threadpool (and the
-        # sidecar's TensorFlow shares them too); spinning intra-op threads starve that work.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(onnx_path, threads)
         self._local = threading.local()
 
     @property
@@ -107,12 +84,23 @@ class InferenceEngine:
         return PreparedImage(header.format, header.width, header.height, enhanced, gray)
 
     def predict(self, prepared: PreparedImage) -> float:
-        (output,) = self.session.run([self.card.output_name], {self.card.input_name: prepared.model_input})
-        return float(output.reshape(-1)[0])
+        """P(pneumonia) of one image."""
+        return float(self.predict_batch(prepared.model_input)[0])
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """P(pneumonia) for an NHWC float32 batch, in one onnxruntime call (the batch axis is dynamic)."""
+        (output,) = self.session.run([self.card.output_name], {self.card.input_name: batch})
+        return np.asarray(output, dtype=np.float64).reshape(len(batch), -1)[:, 0]
+
+    def predict_many(self, prepared: list[PreparedImage]) -> list[float]:
+        """One onnxruntime call for the whole list."""
+        if not prepared:
+            return []
+        return [float(p) for p in self.predict_batch(np.concatenate([p.model_input for p in prepared], axis=0))]
 
     def label_for(self, probability: float) -> str:
         return "PNEUMONIA" if probability >= self.card.threshold else "NORMAL"
 
     def warm_up(self) -> None:
         size = self.input_size
-        self.session.run([self.card.output_name], {self.card.input_name: np.zeros((1, size, size, 1), np.float32)})
+        self.predict_batch(np.zeros((1, size, size, 1), np.float32))

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from app.api.circuit_breaker import CircuitBreaker
-from app.gradcam_protocol import ProtocolError, decode_heatmap, encode_request
+from app.gradcam.circuit_breaker import CircuitBreaker
+from app.gradcam.protocol import ProtocolError, decode_heatmap, encode_request
 
 # Keras and ONNX agree to 1e-4 at export; more than this means a different model.
 PROBABILITY_TOLERANCE = 1e-3
