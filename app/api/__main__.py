@@ -15,8 +15,8 @@ from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
 
 from app.api.config import Settings
-from app.api.request_log import server_log_config
-from app.api.telemetry import use_multiprocess_metrics
+from app.api.middleware.request_log import server_log_config
+from app.api.middleware.telemetry import use_multiprocess_metrics
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.api.cpus import usable_cores
+from app.api.compute import usable_cores
 from app.imaging.decode import DEFAULT_MAX_PIXELS
 
 MIN_API_KEY_LENGTH = 16

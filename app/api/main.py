@@ -9,17 +9,21 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from app.api.access import AccessMiddleware
-from app.api.backpressure import InFlightLimitMiddleware
 from app.api.config import Settings
-from app.api.errors import install_error_handlers
-from app.api.limits import MULTIPART_OVERHEAD, BodySizeLimitMiddleware, BodyTooLargeError, too_large_detail
-from app.api.openapi import document_errors
-from app.api.request_log import configure_logging
+from app.api.errors import PROTECTED_RESPONSES, install_error_handlers
+from app.api.middleware.access import AccessMiddleware
+from app.api.middleware.backpressure import InFlightLimitMiddleware
+from app.api.middleware.body_limit import (
+    MULTIPART_OVERHEAD,
+    BodySizeLimitMiddleware,
+    BodyTooLargeError,
+    too_large_detail,
+)
+from app.api.middleware.request_log import configure_logging
+from app.api.middleware.security import ApiKeyMiddleware, add_cors
+from app.api.middleware.telemetry import Metrics
 from app.api.routes import batch, health, metrics, model, predict, web
-from app.api.security import ApiKeyMiddleware, add_cors
 from app.api.state import ServiceState
-from app.api.telemetry import Metrics
 from app.gradcam.circuit_breaker import CircuitBreaker
 from app.gradcam.client import GradcamClient
 from app.imaging.errors import ImageError
@@ -49,8 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": settings.otel, "metrics": settings.otel, "logs": settings.otel},
     )
     app.state.service = state
-    for module in (predict, batch, health, model, metrics, web):
-        app.include_router(module.router)
+    app.include_router(health.router)  # open: orchestrators probe it without credentials
+    for module in (predict, batch, model, metrics, web):
+        app.include_router(module.router, responses=PROTECTED_RESPONSES)
 
     @app.exception_handler(ImageError)
     async def image_error(request: Request, exc: ImageError) -> JSONResponse:
@@ -64,7 +69,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             headers={"Connection": "close"})
 
     install_error_handlers(app)
-    document_errors(app)
 
     # Added last = outermost. From the outside in: request id, log line and metrics (they see every
     # answer, the early 401/413/503s included), CORS, API key, in-flight bound, body size limit.

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Request
 
 from app.api.compute import ComputePool
 from app.api.config import Settings
-from app.api.telemetry import Metrics
+from app.api.middleware.telemetry import Metrics
 from app.gradcam.client import GradcamClient
 from app.model.engine import InferenceEngine
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.api import config as config_module
-from app.api import cpus
+from app.api import compute as cpus
 from app.api.config import Settings
 
 

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from app.api.backpressure import InFlightLimitMiddleware
+from app.api.middleware.backpressure import InFlightLimitMiddleware
 from app.api.config import Settings
 from app.api.main import create_app
-from app.api.request_log import ACCESS_LOGGER, JsonFormatter
+from app.api.middleware.request_log import ACCESS_LOGGER, JsonFormatter
 from app.gradcam.circuit_breaker import BreakerState, CircuitBreaker
 from tests.api.conftest import make_settings
 from tests.serving import FIXTURE_JPEGS

@@ -17,23 +17,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from app.api.limits import too_large_detail
+from app.api.errors import error_responses
 from app.api.service import Overlay, Upload, collect_overlay, fields_for, prepare_upload, start_heatmap
 from app.api.state import ServiceState, State
-from app.api.upload import files_named, read_parts
+from app.api.uploads import FILES_FIELD, FileError, UploadedFile, read_files
 from app.imaging.errors import ImageError
 from app.imaging.overlay import OverlayFormat
 from app.model.engine import InferenceEngine
 
 router = APIRouter()
-FIELD = "files"
 
 _UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": [FIELD],
-            "properties": {FIELD: {"type": "array", "items": {"type": "string", "format": "binary"},
+            "type": "object", "required": [FILES_FIELD],
+            "properties": {FILES_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"},
                                    "description": "JPEG, PNG or DICOM X-rays, the field repeated once per file"}},
         }}},
     }
@@ -49,32 +48,15 @@ class BatchResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
-class FileError(Exception):
-    """A per-file failure outside the image chain (empty, over the size limit)."""
-
-    def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-
-
-async def read_files(request: Request, limit: int, max_files: int) -> list[tuple[str, bytes | FileError]]:
-    """(filename, bytes or the file's error) for each `files` part; 413/422 for the request as a whole."""
-    # No part-count limit here (the body's size limit bounds it): too many files is a 413, counted below.
-    parts = await read_parts(request, limit, max_parts=None)
-    if sum(part.filename is not None for part in parts) > max_files:
+async def read_batch(request: Request, limit: int, max_files: int) -> list[UploadedFile]:
+    """Each `files` part with its bytes or its own error; 413/422 for the request as a whole."""
+    # The parser's file bound is generous (the body's size limit bounds the work): too many files is a 413 here.
+    files = await read_files(request, FILES_FIELD, limit, max_parts=max_files + 1000)
+    if len(files) > max_files:
         raise HTTPException(status_code=413, detail=f"more than {max_files} files in one batch")
-    items: list[tuple[str, bytes | FileError]] = []
-    for part in files_named(parts, FIELD):
-        name, data = part.filename or "", part.data
-        if len(data) > limit:
-            items.append((name, FileError(413, too_large_detail(limit))))
-        elif not data:
-            items.append((name, FileError(422, "the file is empty")))
-        else:
-            items.append((name, data))
-    if not items:
-        raise HTTPException(status_code=422, detail=f"multipart form field '{FIELD}' (image files) is required")
-    return items
+    if not files:
+        raise HTTPException(status_code=422, detail=f"multipart form field '{FILES_FIELD}' (image files) is required")
+    return files
 
 
 def _error(index: int, name: str, exc: ImageError | FileError) -> dict[str, Any]:
@@ -111,9 +93,9 @@ async def _overlays(
 
 
 @router.post("/predict/batch", response_model=BatchResponse, openapi_extra=_UPLOAD_SCHEMA,
-             responses={400: {"description": "malformed multipart body"},
-                        413: {"description": "request body too large, or too many files"},
-                        422: {"description": "no files"}, 503: {"description": "model not loaded"}})
+             responses=error_responses(e400="malformed multipart body",
+                                       e413="request body too large, or too many files",
+                                       e422="invalid option, or no files"))
 async def predict_batch(
     request: Request,
     state: State,
@@ -126,7 +108,8 @@ async def predict_batch(
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
-    items = await read_files(request, settings.max_upload_bytes, settings.batch_max_files)
+    files = await read_batch(request, settings.max_upload_bytes, settings.batch_max_files)
+    items = [(f.filename, f.data) for f in files]
     timings["read"] = _ms(time.perf_counter() - start)
 
     mark = time.perf_counter()

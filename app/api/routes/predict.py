@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.api.direct_route import DirectRoute
-from app.api.query import parse_query, query_parameters
+from app.api.errors import error_responses
 from app.api.service import (
     Overlay,
     PredictionFields,
@@ -23,26 +22,27 @@ from app.api.service import (
     score_upload,
     start_heatmap,
 )
-from app.api.state import state_of
-from app.api.upload import FIELD, read_upload
+from app.api.state import State
+from app.api.uploads import FILE_FIELD, read_upload
 from app.gradcam.client import GradcamResult
 from app.imaging.overlay import OverlayFormat
 
-router = APIRouter(route_class=DirectRoute)  # reads its own input: no FastAPI parameters (see direct_route.py)
+router = APIRouter()
 
 _UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": [FIELD],
-            "properties": {FIELD: {"type": "string", "format": "binary", "description": "JPEG, PNG or DICOM X-ray"}},
+            "type": "object", "required": [FILE_FIELD],
+            "properties": {FILE_FIELD: {"type": "string", "format": "binary",
+                                        "description": "JPEG, PNG or DICOM X-ray"}},
         }}},
     }
 }
 
 
 class PredictOptions(BaseModel):
-    """The query string of /predict (read by `parse_query`, not declared to FastAPI: see app/api/query.py)."""
+    """The query string of /predict."""
 
     gradcam: bool = Field(True, description="also compute the Grad-CAM overlay")
     preview: bool = Field(False, description="also return the decoded image as a PNG (for the web page)")
@@ -59,17 +59,16 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
 
-@router.post("/predict", response_model=PredictResponse,
-             openapi_extra={**_UPLOAD_SCHEMA, "parameters": query_parameters(PredictOptions)},
-             responses={400: {"description": "malformed multipart body, or more than one file"},
-                        413: {"description": "upload or image too large"},
-                        415: {"description": "not an image, or an unsupported DICOM transfer syntax"},
-                        422: {"description": "missing, empty or undecodable file; multi-frame or non-image DICOM"},
-                        503: {"description": "model not loaded"}})
-async def predict(request: Request) -> Response:
-    options = parse_query(PredictOptions, request)
+# The upload is read by `read_upload` (the limits and statuses of app/api/uploads.py), so the body is
+# declared here for the schema rather than as a FastAPI `File` parameter.
+@router.post("/predict", response_model=PredictResponse, openapi_extra=_UPLOAD_SCHEMA,
+             responses=error_responses(
+                 e400="malformed multipart body, or more than one file",
+                 e413="upload or image too large",
+                 e415="not an image, or an unsupported DICOM transfer syntax",
+                 e422="invalid option; missing, empty or undecodable file; multi-frame or non-image DICOM"))
+async def predict(request: Request, state: State, options: Annotated[PredictOptions, Query()]) -> Response:
     gradcam, preview, overlay_format = options.gradcam, options.preview, options.overlay_format
-    state = state_of(request)
     engine = state.require_engine()
     settings, metrics = state.settings, state.metrics
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex

@@ -1,7 +1,7 @@
 """Structured request logs: one JSON line per request, with a request id.
 
 The id comes from a well-formed `X-Request-ID` header or is generated
-(`app.api.access` puts it back into the request and the response headers). A log line
+(`app.api.middleware.access` puts it back into the request and the response headers). A log line
 carries the request id, method, route template, status, latency and model version, and
 nothing from the request itself: no path parameters, query string, headers, client
 address, file name or image bytes.

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.request_log import log_request, request_id_from
-from app.api.telemetry import Metrics, route_name
+from app.api.middleware.request_log import log_request, request_id_from
+from app.api.middleware.telemetry import Metrics, route_name
 
 
 class AccessMiddleware:

@@ -11,7 +11,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.security import OPEN_PATHS
+from app.api.middleware.security import OPEN_PATHS
 
 
 class InFlightLimitMiddleware:

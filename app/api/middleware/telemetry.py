@@ -1,4 +1,4 @@
-"""Prometheus metrics of one app instance (recorded per request by `app.api.access`).
+"""Prometheus metrics of one app instance (recorded per request by `app.api.middleware.access`).
 
 Each app gets its own registry, so several apps (tests) never collide. When the API runs
 as several worker processes (`python -m app.api`), prometheus_client's multiprocess mode
