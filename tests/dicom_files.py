@@ -121,6 +121,17 @@ def dicom_16bit_rescaled(image: np.ndarray) -> bytes:
     return to_bytes(make_dataset(stored, bits_stored=16, rescale=(0.5, -1000.0), window=(15384.25, 32768.5)))
 
 
+def dicom_16bit_windowed(image: np.ndarray, photometric: str = "MONOCHROME2") -> bytes:
+    """16-bit stored 257x with the window that maps 0..65535 back to 0..255 exactly.
+
+    LINEAR windowing y = ((s - (c - 0.5)) / (w - 1) + 0.5) * 255 with c = 32768 and
+    w = 65536 is y = 255 s / 65535 = x: the same pixels as `image`, in a 16-bit file.
+    """
+    base = image if photometric == "MONOCHROME2" else 255 - image
+    stored = base.astype(np.uint16) * 257
+    return to_bytes(make_dataset(stored, bits_stored=16, photometric=photometric, window=(32768.0, 65536.0)))
+
+
 def dicom_16bit_no_window(image: np.ndarray) -> bytes:
     """16-bit, no VOI: rendered by scaling the data's min..max to 0..255."""
     stored = image.astype(np.uint16) * 257

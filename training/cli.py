@@ -45,7 +45,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root of a Kaggle-layout folder (default: %(default)s)")
     p.add_argument("--split", default="test", help="split folder under --data, e.g. test, val, train (default: %(default)s)")
     p.add_argument("--model", type=Path, default=Path("models"), help="folder with model.onnx and model_card.json (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None, help="folder for the plots and metrics.json (default: <model>/evaluation/<split>)")
+    p.add_argument("--out", type=Path, default=None, help="folder for the plots and metrics.json (default: runs/evaluation/<model version>/<split>, outside the model folder)")
     p.add_argument("--threshold", type=float, default=None, help="override the card's threshold")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals (default: %(default)s)")
 

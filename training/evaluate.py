@@ -32,6 +32,15 @@ def predict_files(model_dir: Path, paths: list[Path], batch_size: int = 32) -> n
     return np.concatenate(probs) if probs else np.zeros(0, np.float32)
 
 
+# Outside the model folder: a check of the shipped model must leave models/ as it was (runs/ is ignored by git).
+EVALUATION_ROOT = Path("runs") / "evaluation"
+
+
+def default_output(version: str, split: str) -> Path:
+    """Where `evaluate` writes its plots, metrics.json and predictions.csv unless told otherwise."""
+    return EVALUATION_ROOT / version / split
+
+
 def evaluate(
     data: Path, split: str, model_dir: Path, out: Path | None = None,
     threshold: float | None = None, n_boot: int = 1000,
@@ -47,7 +56,7 @@ def evaluate(
         "data": str(Path(data) / split),
         **metrics.full_report(labels, probs, threshold, n_boot),
     }
-    out = Path(out) if out else model_dir / "evaluation" / split
+    out = Path(out) if out else default_output(card.version, split)
     report["plots"] = [str(p) for p in evaluation_plots(labels, probs, threshold, out, split)]
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     with open(out / "predictions.csv", "w") as handle:

@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field
 
 from app.api.state import ServiceState
 from app.gradcam.client import GradcamResult, GradcamUnavailable, check_agreement
-from app.imaging.decode import ImageFormat
 from app.imaging.overlay import OverlayFormat, encode_png, overlay_image
 from app.model.engine import InferenceEngine, PreparedImage
 
@@ -34,6 +33,8 @@ class PredictionFields(BaseModel):
     gradcam_overlay_type: str | None = Field(None, description="media type of gradcam_overlay: image/jpeg or image/png")
     warnings: list[str]
     gradcam_layer: str | None = None
+    gradcam_label: str | None = Field(
+        None, description="the class whose evidence gradcam_overlay shows: always the returned label")
     image_size: list[int] = Field(description="[width, height] of the image as decoded")
     dicom: dict[str, Any] | None = Field(
         None, description="for DICOM uploads: modality, view position and other non-identifying tags")
@@ -46,19 +47,13 @@ class Upload:
     """One prepared upload: the model input plus what the response echoes about it."""
 
     prepared: PreparedImage
-    dicom: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
 
 def prepare_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Upload:
     """Bytes -> `Upload` (blocking: call from a worker thread); raises `ImageError` subclasses."""
     prepared = engine.prepare(data, max_pixels)
-    dicom = None
-    if prepared.format is ImageFormat.DICOM:
-        from app.imaging.dicom import dicom_summary
-
-        dicom = dicom_summary(data)
-    upload = Upload(prepared, dicom)
+    upload = Upload(prepared)
     if min(prepared.width, prepared.height) < engine.input_size:
         upload.warnings.append(
             f"image is {prepared.width}x{prepared.height}, smaller than the model input "
@@ -99,6 +94,7 @@ class Overlay:
     base64: str
     format: OverlayFormat
     layer: str
+    label: str  # the class whose evidence the map shows: the label the response returns
 
 
 def start_heatmap(state: ServiceState, engine: InferenceEngine, prepared: PreparedImage) -> asyncio.Task[GradcamResult]:
@@ -108,18 +104,20 @@ def start_heatmap(state: ServiceState, engine: InferenceEngine, prepared: Prepar
 
 
 def render_overlay(
-    prepared: PreparedImage, result: GradcamResult, overlay_format: OverlayFormat, keep: float = 1.0
+    prepared: PreparedImage, result: GradcamResult, label: str, overlay_format: OverlayFormat, keep: float = 1.0
 ) -> Overlay:
-    """Blend and encode (blocking, ~3 ms for JPEG: call from a worker thread); `keep`: the card's border crop."""
-    encoded = overlay_image(prepared.preview, result.heatmap, overlay_format, keep=keep)
-    return Overlay(base64.b64encode(encoded).decode("ascii"), overlay_format, result.layer)
+    """Blend the map of `label` and encode (blocking, ~3 ms for JPEG: call from a worker thread);
+    `keep`: the card's border crop."""
+    encoded = overlay_image(prepared.preview, result.heatmaps[label], overlay_format, keep=keep)
+    return Overlay(base64.b64encode(encoded).decode("ascii"), overlay_format, result.layer, label)
 
 
 async def collect_overlay(
     state: ServiceState, task: asyncio.Task[GradcamResult], prepared: PreparedImage, probability: float,
     overlay_format: OverlayFormat, warnings: list[str],
 ) -> Overlay | None:
-    """The sidecar's heat map drawn over the upload, or None with the reason appended to `warnings`."""
+    """The sidecar's map of the label this response returns, drawn over the upload, or None with the
+    reason appended to `warnings`."""
     try:
         result = await task
         check_agreement(result, probability)
@@ -127,10 +125,12 @@ async def collect_overlay(
         state.metrics.gradcam_failures.labels(exc.reason).inc()
         warnings.append(f"gradcam_overlay unavailable: {exc}")
         return None
-    if result.empty_heatmap:
-        warnings.append("Grad-CAM found no positive evidence for the predicted label; the heat map is empty")
-    keep = state.require_engine().card.preprocessing.border_crop
-    return await state.run(render_overlay, prepared, result, overlay_format, keep)
+    engine = state.require_engine()
+    label = engine.label_for(probability)
+    if result.empty[label]:
+        warnings.append(f"Grad-CAM found no evidence for {label}; the heat map is empty")
+    keep = engine.card.preprocessing.border_crop
+    return await state.run(render_overlay, prepared, result, label, overlay_format, keep)
 
 
 def preview_png(prepared: PreparedImage) -> str:
@@ -150,6 +150,7 @@ def fields_for(
         "gradcam_overlay": overlay.base64 if overlay else None,
         "gradcam_overlay_type": overlay.format.media_type if overlay else None,
         "gradcam_layer": overlay.layer if overlay else None,
-        "image_size": [prepared.width, prepared.height], "dicom": upload.dicom,
+        "gradcam_label": overlay.label if overlay else None,
+        "image_size": [prepared.width, prepared.height], "dicom": prepared.dicom,
         "preview_png": preview_png(prepared) if preview else None,
     }

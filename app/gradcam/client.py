@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 
 from app.gradcam.circuit_breaker import CircuitBreaker
-from app.gradcam.protocol import ProtocolError, decode_heatmap, encode_request
+from app.gradcam.protocol import LABELS, ProtocolError, decode_heatmap, encode_request
 
 # Keras and ONNX agree to 1e-4 at export; more than this means a different model.
 PROBABILITY_TOLERANCE = 1e-3
@@ -29,10 +29,10 @@ class GradcamUnavailable(Exception):
 
 @dataclass(frozen=True)
 class GradcamResult:
-    heatmap: np.ndarray  # float32 (h, w) in [0, 1], the layer's grid
+    heatmaps: dict[str, np.ndarray]  # per label: float32 (h, w) in [0, 1], the layer's grid
+    empty: dict[str, bool]  # per label: no evidence for it, the map is all zeros
     layer: str
     probability: float
-    empty_heatmap: bool
 
 
 class GradcamClient:
@@ -99,10 +99,10 @@ class GradcamClient:
         try:
             payload = response.json()
             result = GradcamResult(
-                heatmap=decode_heatmap(payload["heatmap"]),
+                heatmaps={label: decode_heatmap(payload["heatmaps"][label]) for label in LABELS},
+                empty={label: bool(payload["empty_heatmaps"][label]) for label in LABELS},
                 layer=str(payload["layer"]),
                 probability=float(payload["probability"]),
-                empty_heatmap=bool(payload.get("empty_heatmap", False)),
             )
             version = payload["model_version"]
         except (ValueError, KeyError, TypeError, ProtocolError):

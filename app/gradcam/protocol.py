@@ -6,9 +6,10 @@ input (S*S bytes, row-major). Headers give its shape and the model version:
     X-CXR-Input-Shape: S,S
     X-CXR-Model-Version: <card version>
 
-The sidecar decodes nothing and draws nothing: it answers JSON with the heat map only,
-`heatmap` (the layer's grid, floats in [0, 1]), `layer`, `probability` (Keras),
-`explained_label`, `empty_heatmap`, `model_version`. The API draws the overlay itself
+The sidecar decodes nothing and draws nothing: it answers JSON with the heat maps only,
+`heatmaps` ({"PNEUMONIA": grid, "NORMAL": grid}: the evidence for each label, the layer's
+grid, floats in [0, 1]), `empty_heatmaps` (per label), `layer`, `probability` (Keras),
+`model_version`. The API draws the map of the label it returns. The API draws the overlay itself
 (`app.imaging.overlay`) over the upload it already holds, so neither direction carries
 an image larger than the model input.
 """
@@ -21,6 +22,7 @@ CONTENT_TYPE = "application/octet-stream"
 INPUT_SHAPE_HEADER = "X-CXR-Input-Shape"
 MODEL_VERSION_HEADER = "X-CXR-Model-Version"
 HEATMAP_DECIMALS = 4  # ample: the overlay quantizes the map to 256 colours
+LABELS = ("PNEUMONIA", "NORMAL")  # the keys of `heatmaps`
 
 
 class ProtocolError(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,6 +48,7 @@ class ImageHeader:
     format: ImageFormat
     width: int
     height: int
+    dicom: dict[str, Any] | None = None  # for DICOM: the non-identifying tags (`dicom.SAFE_TAGS`)
 
 
 def sniff_format(data: bytes) -> ImageFormat:
@@ -191,12 +193,13 @@ def decode_with_header(
     """
     if not data:
         raise CorruptImageError("the file is empty")
+    if sniff_format(data) is ImageFormat.DICOM:
+        from app.imaging.dicom import decode_dicom_upload  # optional dependency
+
+        width, height, tags, gray = decode_dicom_upload(data, max_pixels)
+        return ImageHeader(ImageFormat.DICOM, width, height, tags), gray
     header = read_header(data)
     check_pixel_limit(header, max_pixels)
-    if header.format is ImageFormat.DICOM:
-        from app.imaging.dicom import decode_dicom
-
-        return header, decode_dicom(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     if header.format is ImageFormat.JPEG:
         decoded = cv2.imdecode(buffer, _jpeg_reduction_flag(header, reduce_to_min_side))

@@ -29,7 +29,13 @@ from pydicom.pixels import apply_modality_lut, apply_voi
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
-from app.imaging.errors import CorruptImageError, ImageError, UnsupportedFormatError, UnsupportedImageError
+from app.imaging.errors import (
+    CorruptImageError,
+    ImageError,
+    ImageTooLargeError,
+    UnsupportedFormatError,
+    UnsupportedImageError,
+)
 
 # Validation warnings quote offending values, and those can be patient data.
 settings.reading_validation_mode = IGNORE
@@ -101,7 +107,10 @@ def read_dicom_header(data: bytes) -> tuple[int, int]:
 @_never_crash
 def dicom_summary(data: bytes) -> dict[str, Any]:
     """A few non-identifying tags, for the API response (never the patient's)."""
-    ds = _read(data, pixels=False)
+    return _summary(_read(data, pixels=False))
+
+
+def _summary(ds: Dataset) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for keyword in SAFE_TAGS:
         value = ds.get(keyword)
@@ -152,6 +161,24 @@ def decode_dicom(data: bytes) -> np.ndarray:
     """DICOM bytes -> 2-D uint8 grayscale as a viewer would display it."""
     ds = _read(data, pixels=True)
     _dimensions(ds)
+    return _render(ds)
+
+
+@_never_crash
+def decode_dicom_upload(data: bytes, max_pixels: int) -> tuple[int, int, dict[str, Any], np.ndarray]:
+    """(width, height, non-identifying tags, 2-D uint8 gray) from ONE parse of the file.
+
+    The declared size is checked against `max_pixels` before any pixel data is decoded.
+    """
+    ds = _read(data, pixels=True)  # pixel data is read as bytes here, decoded only by `pixel_array`
+    width, height = _dimensions(ds)
+    _check_is_image(ds)
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"image declares {width}x{height} pixels, over the limit of {max_pixels}")
+    return width, height, _summary(ds), _render(ds)
+
+
+def _render(ds: Dataset) -> np.ndarray:
     _check_decodable(ds)
     try:
         pixels = ds.pixel_array

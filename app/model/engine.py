@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ class PreparedImage:
     height: int
     enhanced: np.ndarray  # uint8 (S, S): the model input before scaling to [0, 1]
     decoded: np.ndarray  # uint8 gray as decoded (JPEGs may be at a reduced scale)
+    dicom: dict[str, Any] | None = None  # for DICOM: the non-identifying tags, from the one parse
 
     @cached_property
     def preview(self) -> np.ndarray:
@@ -81,7 +83,7 @@ class InferenceEngine:
         except ModuleNotFoundError:  # DICOM sniffed but its optional reader is not installed
             raise UnsupportedFormatError("DICOM uploads are not supported by this deployment") from None
         enhanced = pre.enhance(pre.resize(gray))
-        return PreparedImage(header.format, header.width, header.height, enhanced, gray)
+        return PreparedImage(header.format, header.width, header.height, enhanced, gray, header.dicom)
 
     def predict(self, prepared: PreparedImage) -> float:
         """P(pneumonia) of one image."""

@@ -2,9 +2,11 @@
 
 Gradients are taken of the `logit` (pre-sigmoid) output, which does not saturate the
 way the probability does; for a deep ensemble (one graph, `training/ensemble.py`) the
-map is the mean of each member's map at its own conv layer, all of one grid size; for a
-NORMAL prediction the logit's sign is flipped so the map
-shows the evidence for the label the model gave. One compiled `tf.function` with a fixed
+map is the mean of each member's map at its own conv layer, all of one grid size. The map
+of each label comes from the same pass: the positive part argues PNEUMONIA, the negative
+part (the logit's sign flipped) NORMAL, so the API can draw the map of the label it
+returns, even when its ONNX probability and this Keras one fall on either side of the
+threshold. One compiled `tf.function` with a fixed
 input signature does the forward and backward pass; no eager work per call.
 """
 
@@ -17,16 +19,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from app.gradcam.protocol import LABELS
+
 LOGIT_LAYER = "logit"
 EPSILON = 1e-8
 
 
 @dataclass(frozen=True)
 class GradcamMap:
-    heatmap: np.ndarray  # float32 (h, w) in [0, 1], the layer's grid
+    heatmaps: dict[str, np.ndarray]  # per label: float32 (h, w) in [0, 1], the layer's grid
+    empty: dict[str, bool]  # per label: no evidence for it (e.g. all-zero gradients): that map is all zeros
     probability: float  # sigmoid(logit): the Keras model's P(pneumonia)
-    explained_label: str
-    empty: bool  # no positive evidence (e.g. all-zero gradients): heat map is all zeros
+    predicted_label: str  # by the Keras probability and the card's threshold
+
+    @property
+    def heatmap(self) -> np.ndarray:
+        """The map of the label this model predicts."""
+        return self.heatmaps[self.predicted_label]
 
 
 class GradCam:
@@ -75,17 +84,18 @@ class GradCam:
         return tf.add_n(cams) / len(cams), output[0, 0]
 
     def compute(self, model_input: np.ndarray) -> GradcamMap:
-        """float32 (S, S) model input in [0, 1] -> heat map for the predicted label."""
+        """float32 (S, S) model input in [0, 1] -> the heat map of each label."""
         if model_input.shape != (self.input_size, self.input_size):
             raise ValueError(f"model input must be {self.input_size}x{self.input_size}")
         batch = tf.constant(model_input[np.newaxis, :, :, np.newaxis], dtype=tf.float32)
         cam, output = self._compiled(batch)
         value = float(output.numpy())
         probability = value if self._logit_is_probability else float(1.0 / (1.0 + np.exp(-value)))
-        positive = probability >= self.threshold
-        signed = cam.numpy() if positive else -cam.numpy()
-        heatmap, empty = normalize(signed)
-        return GradcamMap(heatmap, probability, "PNEUMONIA" if positive else "NORMAL", empty)
+        signed = cam.numpy()
+        maps = dict(zip(LABELS, (normalize(signed), normalize(-signed)), strict=True))
+        predicted = LABELS[0] if probability >= self.threshold else LABELS[1]
+        return GradcamMap({label: heat for label, (heat, _) in maps.items()},
+                          {label: empty for label, (_, empty) in maps.items()}, probability, predicted)
 
     def warm_up(self) -> None:
         """Trace (and XLA-compile) once at start-up so the first request is not slow.

@@ -133,9 +133,9 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
                 "model_version": card.version,
                 "layer": engine.layer_name,
                 "probability": result.probability,
-                "explained_label": result.explained_label,
-                "empty_heatmap": result.empty,
-                "heatmap": np.round(result.heatmap, HEATMAP_DECIMALS).tolist(),
+                "heatmaps": {label: np.round(heat, HEATMAP_DECIMALS).tolist()
+                             for label, heat in result.heatmaps.items()},
+                "empty_heatmaps": result.empty,
                 "timings_ms": {"gradcam": round((time.perf_counter() - start) * 1000, 2)},
             }
 

@@ -63,6 +63,7 @@ def test_predict_over_http_returns_overlay(services: Services, model_dir: Path, 
     assert body["model_version"] == card.version
     assert body["label"] == ("PNEUMONIA" if body["probability"] >= body["threshold"] else "NORMAL")
     assert body["gradcam_layer"] == "+".join(card.gradcam_layers)
+    assert body["gradcam_label"] == body["label"]  # the map explains the answer given
     assert not any("unavailable" in w for w in body["warnings"])
     overlay = decode_overlay(body["gradcam_overlay"])
     height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape

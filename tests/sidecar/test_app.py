@@ -43,9 +43,13 @@ def test_gradcam_returns_heatmap_of_the_layer_grid(sidecar: TestClient, model_di
     payload = response.json()
     assert "overlay" not in payload  # the API draws it
     assert payload["probability"] == pytest.approx(probability, abs=1e-4)
-    heat = np.array(payload["heatmap"])
-    assert heat.shape == tuple(sidecar.get("/health").json()["grid"])
-    assert np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
+    assert set(payload["heatmaps"]) == set(payload["empty_heatmaps"]) == {"PNEUMONIA", "NORMAL"}
+    for heat in map(np.array, payload["heatmaps"].values()):
+        assert heat.shape == tuple(sidecar.get("/health").json()["grid"])
+        assert np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
+    # The two maps are the two signs of one class-activation map: where one is lit the other is dark.
+    pneumonia, normal = (np.array(payload["heatmaps"][label]) for label in ("PNEUMONIA", "NORMAL"))
+    assert not np.any((pneumonia > 0) & (normal > 0))
     assert payload["model_version"] == load_model_card(model_dir).version
     assert 0.0 <= payload["probability"] <= 1.0
 

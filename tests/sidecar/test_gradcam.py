@@ -35,9 +35,9 @@ def test_gradcam_real_film_gives_fine_normalised_map(gradcam: GradCam, engine: I
     assert min(gradcam.grid) >= 14
     assert result.heatmap.dtype == np.float32 and np.isfinite(result.heatmap).all()
     assert result.heatmap.min() >= 0.0 and result.heatmap.max() <= 1.0
-    assert result.empty or result.heatmap.max() == pytest.approx(1.0)
+    assert result.empty[result.predicted_label] or result.heatmap.max() == pytest.approx(1.0)
     assert result.probability == pytest.approx(engine.predict(prepared), abs=1e-4)
-    assert result.explained_label == engine.label_for(result.probability)
+    assert result.predicted_label == engine.label_for(result.probability)
 
 
 def test_gradcam_function_is_traced_once(gradcam: GradCam) -> None:
@@ -56,8 +56,9 @@ def test_gradcam_zero_gradients_give_empty_map_without_nan() -> None:
     logit = keras.layers.Dense(1, kernel_initializer="zeros", name="logit")(x)
     model = keras.Model(inputs, keras.layers.Activation("sigmoid", name="probability")(logit))
     result = GradCam(model, "block1_conv", threshold=0.5).compute(np.ones((32, 32), np.float32))
-    assert result.empty is True
-    assert np.isfinite(result.heatmap).all() and not result.heatmap.any()
+    assert result.empty == {"PNEUMONIA": True, "NORMAL": True}
+    for heatmap in result.heatmaps.values():
+        assert np.isfinite(heatmap).all() and not heatmap.any()
 
 
 def test_normalize_zero_and_nan_maps_stay_finite() -> None:

@@ -79,6 +79,21 @@ def test_evaluate_cli_prints_the_json_contract(tiny_model_dir, tmp_path):
         assert (tmp_path / name).is_file()
 
 
+def test_evaluate_by_default_writes_outside_the_model_folder(tiny_model_dir, tmp_path):
+    """A check of a shipped model must leave its folder as it was (issue 13): plots go under runs/."""
+    before = sorted(p.relative_to(tiny_model_dir) for p in tiny_model_dir.rglob("*"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "evaluate", "--data", str(VAL16.parent.resolve()), "--split", VAL16.name,
+         "--model", str(tiny_model_dir), "--bootstrap", "10"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.relative_to(tiny_model_dir) for p in tiny_model_dir.rglob("*")) == before
+    version = load_model_card(tiny_model_dir).version
+    assert (tmp_path / "runs" / "evaluation" / version / VAL16.name / "metrics.json").is_file()
+
+
 def test_refinalize_reproduces_the_calibration_from_the_checkpoint(tiny_run, tmp_path):
     import shutil
 

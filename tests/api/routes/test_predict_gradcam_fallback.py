@@ -28,7 +28,9 @@ def predict(client: TestClient) -> dict:
 
 
 def _answer(heatmap: object) -> dict:
-    return {"heatmap": heatmap, "layer": "conv", "probability": 0.5, "model_version": "x"}
+    return {"heatmaps": {"PNEUMONIA": heatmap, "NORMAL": heatmap},
+            "empty_heatmaps": {"PNEUMONIA": False, "NORMAL": False},
+            "layer": "conv", "probability": 0.5, "model_version": "x"}
 
 
 WRONG_ANSWERS = {  # each must be refused as an invalid response, not drawn
