@@ -5,7 +5,7 @@
 #   make test      the whole test suite except the Docker end-to-end test
 #   make serve     the API on 127.0.0.1:8000 and the Grad-CAM sidecar on :8001, shipped model
 #   make train     retrain the shipped recipe on DATA (3 members), site-calibrate on SITE_SPLIT, write models/
-#   make lint      ruff
+#   make lint      ruff (style) and mypy (types) over app/ and training/
 #   make e2e       build both images, bring the compose stack up, predict, degrade, tear down
 #   make bench     the benchmark suite (shipped model): rewrites benchmarks/RESULTS.md, < 10 min
 
@@ -57,6 +57,7 @@ train: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 e2e: install
 	../shared/tools/docker-up.sh

@@ -111,8 +111,9 @@ def random_resampling(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Gene
     if rng.random() < cfg.jpeg_p:
         quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            image = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE) if ok else None
+        if decoded is not None:
+            image = decoded
     return image
 
 

@@ -87,7 +87,11 @@ class Scorer:
 
 
 def _load(samples: list[Sample]) -> list[np.ndarray]:
-    return [cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE) for s in samples]
+    films = [cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE) for s in samples]
+    missing = [str(s.path) for s, film in zip(samples, films, strict=True) if film is None]
+    if missing:
+        raise FileNotFoundError(f"cannot read {missing[:3]}")
+    return [film for film in films if film is not None]
 
 
 def image_properties(films: list[np.ndarray], pre: Preprocessor) -> dict:
@@ -133,7 +137,7 @@ def resize_paths(scorer: Scorer, paths: list[Path]) -> dict:
     size = scorer.card.preprocessing.input_size
     names = ["JPEG", "PNG of the full decode", "PNG, Pillow bilinear to model size",
              "PNG, OpenCV area to model size", "PNG, Pillow bicubic to model size"]
-    spreads = {name: [] for name in names[1:]}
+    spreads: dict[str, list[float]] = {name: [] for name in names[1:]}
     for path in paths:
         original = path.read_bytes()
         decoded = Image.open(io.BytesIO(original)).convert("L")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
+from granian.log import LogLevels
 
 from app.api.config import Settings
 from app.api.middleware.request_log import server_log_config
@@ -27,7 +28,7 @@ def main() -> None:
     Granian(
         "app.api.main:app", address=settings.host, port=settings.port, interface=Interfaces.ASGI,
         workers=workers, loop=Loops.uvloop, http=HTTPModes.http1, websockets=False,
-        log_level=settings.log_level.lower(), log_dictconfig=server_log_config(settings.log_format),
+        log_level=LogLevels(settings.log_level.lower()), log_dictconfig=server_log_config(settings.log_format),
     ).serve()
 
 

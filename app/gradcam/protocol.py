@@ -40,7 +40,7 @@ def parse_shape(text: str | None, name: str) -> tuple[int, int]:
         raise ProtocolError(f"{name} must be 'H,W'") from None
     if len(parts) != 2 or min(parts) <= 0:
         raise ProtocolError(f"{name} must be two positive integers 'H,W'")
-    return parts  # type: ignore[return-value]
+    return parts[0], parts[1]
 
 
 def encode_request(model_input: np.ndarray, model_version: str) -> tuple[bytes, dict[str, str]]:

@@ -87,7 +87,9 @@ class Preprocessor:
             if self.config.interpolation == "pil_bilinear":
                 gray = np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BILINEAR))
             else:
-                gray = cv2.resize(gray, (size, size), interpolation=_INTERPOLATIONS[self.config.interpolation])
+                flag = _INTERPOLATIONS[self.config.interpolation]
+                assert flag is not None  # only Pillow's filter has no OpenCV flag
+                gray = cv2.resize(gray, (size, size), interpolation=flag)
         return self._crop_border(gray)
 
     def _crop_border(self, square: np.ndarray) -> np.ndarray:
@@ -128,4 +130,4 @@ class Preprocessor:
 
 def to_batch(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
     """Stack (H, W) float images into the model's NHWC float32 batch."""
-    return np.ascontiguousarray(np.stack(images)[..., np.newaxis], dtype=np.float32)
+    return np.ascontiguousarray(np.stack(list(images))[..., np.newaxis], dtype=np.float32)

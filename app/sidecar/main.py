@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
@@ -26,6 +27,9 @@ from app.imaging.preprocess import Preprocessor
 from app.model.card import ModelCard, load_model_card, sha256_of
 from app.sidecar.config import SidecarSettings
 
+if TYPE_CHECKING:  # TensorFlow is imported when the model loads, not with this module
+    from app.sidecar.gradcam import GradCam
+
 log = logging.getLogger("cxr.sidecar")
 
 
@@ -37,7 +41,7 @@ class ModelMismatchError(RuntimeError):
 class SidecarState:
     settings: SidecarSettings
     card: ModelCard | None = None
-    gradcam: object | None = None  # app.sidecar.gradcam.GradCam, imported lazily with TensorFlow
+    gradcam: GradCam | None = None
     load_error: str | None = None
     warmup_ms: float | None = None
 
@@ -53,7 +57,7 @@ class SidecarState:
             log.error("Grad-CAM model not loaded from %s: %s", self.settings.model_dir, self.load_error)
 
 
-def load_gradcam(settings: SidecarSettings) -> tuple[ModelCard, object]:
+def load_gradcam(settings: SidecarSettings) -> tuple[ModelCard, GradCam]:
     """Card, hash check, Keras model, compiled Grad-CAM."""
     card = load_model_card(settings.model_dir)
     keras_path = settings.model_dir / card.keras_file

@@ -60,7 +60,7 @@ def server_log_config(fmt: str) -> dict[str, Any]:
     """`logging.config` for the HTTP server's own lines (granian's `_granian` logger: start,
     workers, shutdown) in the same format as ours, on stderr. The server's access log stays
     off: `log_request` writes ours."""
-    formatter = {"()": JsonFormatter} if fmt == "json" else {
+    formatter: dict[str, Any] = {"()": JsonFormatter} if fmt == "json" else {
         "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     return {
         "formatters": {"cxr": formatter},

@@ -77,9 +77,9 @@ class Metrics:
 def route_name(scope: Scope) -> str:
     """The matched route's template; for answers given before routing (early 413s), the path
     itself when it is one of the app's paths; else "unmatched" (raw paths would explode the label set)."""
-    route = scope.get("route")
-    if getattr(route, "path", None):
-        return route.path
+    route_path = getattr(scope.get("route"), "path", None)
+    if route_path:
+        return str(route_path)
     app = scope.get("app")
     path = scope.get("path", "")
     try:
