@@ -146,6 +146,24 @@ def test_predict_full_resolution_xray_returns_label_probability_and_overlay(stac
         assert overlay.width / overlay.height == pytest.approx(original.width / original.height, rel=0.02)
 
 
+def test_one_film_gets_one_answer_as_jpeg_png_or_dicom_over_http(stack):
+    """Issue 13, part 3, through the container: the same pixels in every container format the API
+    takes (JPEG as sent by the clinic, PNG, DICOM 8/12/16-bit, MONOCHROME1 and 2) within 0.005."""
+    from tests.api.routes.test_predict_formats import RENDERINGS, TOLERANCE
+    from tests.dicom_files import gray
+
+    film = VAL16 / "NORMAL" / "NORMAL2-IM-1427-0001.jpeg"
+    uploads = {"jpeg": film.read_bytes(), **{name: render(gray(film)) for name, render in RENDERINGS.items()}}
+    probabilities = {}
+    for name, data in uploads.items():
+        response = httpx.post(f"{API_URL}/predict", params={"gradcam": "false"},
+                              files={"file": (f"film-{name}", data)}, timeout=60)
+        assert response.status_code == 200, (name, response.text)
+        probabilities[name] = response.json()["probability"]
+    print(json.dumps(probabilities, indent=1))
+    assert max(probabilities.values()) - min(probabilities.values()) <= TOLERANCE, probabilities
+
+
 def test_predict_still_answers_without_overlay_when_sidecar_is_stopped(stack):
     compose("stop", "gradcam")
 
