@@ -15,7 +15,6 @@ PACKAGES = ["numpy", "opencv-python-headless", "onnxruntime", "tensorflow-cpu", 
 
 TARGETS = {
     "predict_p50_c1_ms": 15.0,
-    "predict_c16_vs_ceiling": 0.80,
     "gradcam_p50_c1_ms": 40.0,
     "vs_peer": 10.0,
     "api_rss_mb": 400.0,
@@ -105,16 +104,17 @@ def _spread(paired: dict | None) -> str:
     return f" (median of {len(ratios)} rounds: {100 * min(ratios):.0f}-{100 * max(ratios):.0f}%)"
 
 
-def targets(results: dict, r: dict) -> list[tuple[str, str, bool]]:
+def targets(results: dict, r: dict) -> list[tuple[str, str, bool | None]]:
+    """(what, measured, met); `met` is None for a figure reported without a target."""
     memory = results["memory"]
     api_rss, sidecar_rss = memory.get("api_peak_rss_mb"), memory.get("sidecar_peak_rss_mb")
     peer_ratio = r["service_vs_peer_same_concurrency"]
     return [
         ("`/predict` no Grad-CAM: p50 <= 15 ms at concurrency 1", f"{_f(r['predict_p50_c1'])} ms",
          r["predict_p50_c1"] is not None and r["predict_p50_c1"] <= TARGETS["predict_p50_c1_ms"]),
-        (f"`/predict` no Grad-CAM: throughput at concurrency {r['top_concurrency']} >= 80% of the in-process ceiling",
-         f"{100 * r['service_vs_ceiling']:.0f}%" + _spread(results.get("paired")),
-         r["service_vs_ceiling"] >= TARGETS["predict_c16_vs_ceiling"]),
+        # The >= 80% target was retired (issue 13): the last points sat inside this VM's run-to-run spread.
+        (f"`/predict` no Grad-CAM: throughput at concurrency {r['top_concurrency']} / the in-process ceiling",
+         f"{100 * r['service_vs_ceiling']:.0f}%" + _spread(results.get("paired")), None),
         ("`/predict` no Grad-CAM: zero errors", str(r["errors_predict"]), r["errors_predict"] == 0),
         ("`/predict` with Grad-CAM: p50 <= 40 ms at concurrency 1", f"{_f(r['gradcam_p50_c1'])} ms",
          r["gradcam_p50_c1"] is not None and r["gradcam_p50_c1"] <= TARGETS["gradcam_p50_c1_ms"]),
@@ -170,7 +170,8 @@ def render(results: dict) -> str:
         "",
     ]
     lines += _table(["target", "measured", "met"],
-                    [[name, value, "yes" if ok else "**NO**"] for name, value, ok in targets(results, r)])
+                    [[name, value, "reported" if ok is None else "yes" if ok else "**NO**"]
+                     for name, value, ok in targets(results, r)])
 
     stages = results["stages"]
     lines += ["", f"## 1. Stages in process ({stages['images']} uploads x {stages['reps']} passes, one thread)", ""]
