@@ -35,7 +35,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[sidecar,training,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[sidecar,training,batch,dev]"
 	touch $@
 
 # Debian's chromium + chromedriver for the web page test (idempotent; skipped without root).

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks import report
+from benchmarks.batch import keep_section
 from benchmarks.common import DEFAULT_MODEL_DIR, REPO, RESULTS_JSON, RESULTS_MD, bench_env, load_uploads
 from benchmarks.load import run_load
 from benchmarks.services import Service, Services
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"partial run: wrote {args.json} in {results['suite_seconds']:.0f} s")
         return 0
     text = report.render(results)
+    if args.out.exists():  # the "Batch scoring" section is written by `python -m benchmarks.batch`: keep it
+        text = keep_section(text, args.out.read_text())
     args.out.write_text(text)
     args.json.write_text(json.dumps(results, indent=2, default=str))
     print(text)
