@@ -33,6 +33,9 @@ NO_TEST_FILE = {
     "sidecar/config.py": "settings only, read by tests/sidecar",
     "sidecar/main.py": "tests/sidecar/test_app.py",
     "batch/__main__.py": "the entry point of tests/batch's command-line runs",
+    "batch/cli.py": "the command line: tests/batch/test_local.py runs it as a user would",
+    "batch/files.py": "which files a run takes (folders, globs, extension-less DICOM): tests/batch/test_local.py",
+    "batch/scoring.py": "the rows both engines write, compared with training.evaluate: tests/batch/test_local.py",
 }
 
 
