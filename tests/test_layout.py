@@ -27,6 +27,7 @@ NO_TEST_FILE = {
     "gradcam/protocol.py": "both ends of the wire: tests/sidecar/test_app.py",
     "imaging/decode.py": "tests/imaging/test_header.py and test_fuzz.py",
     "imaging/errors.py": "exception types only",
+    "imaging/colour.py": "one function, tested with the input check: tests/model/test_ood.py",
     "model/card.py": "loaded by every model test; tests/training/test_pipeline.py writes and reads cards",
     "model/session.py": "one function, used by every ONNX test (tests/model/test_engine.py)",
     "sidecar/__main__.py": "starts uvicorn; run for real by tests/integration",

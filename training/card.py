@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from training.ood_report import card_section as ood_section
 from training.robustness import format_table
 
 
@@ -142,6 +143,7 @@ def render_markdown(card: dict) -> str:
         "",
         format_table(card["robustness"]) if card.get("robustness") else "(not computed)",
         "",
+        *(ood_section(card) if card.get("ood") else []),
         "## Limitations",
         *[f"- {item}" for item in card["limitations"]],
         "",

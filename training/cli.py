@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift|ood`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -124,6 +124,17 @@ def _add_shift(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("training/shift"), help="(default: %(default)s)")
 
 
+def _add_ood(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ood", help="fit the out-of-distribution check (is this a chest film?) on real films; adds the features output, writes ood.npz and the card's ood section")
+    p.add_argument("--model", type=Path, default=Path("models"), help="the model folder (default: %(default)s)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root with the card's training split and test_dev/ (default: %(default)s)")
+    p.add_argument("--val16", type=Path, default=None, help="full-resolution films to report on (default: <data>/../val16_fullres)")
+    p.add_argument("--out", type=Path, default=None, help="write the fitted model here (a copy of --model); default: --model itself")
+    p.add_argument("--report", type=Path, default=Path("training/OOD.md"), help="the Markdown report; 'none' to skip (default: %(default)s)")
+    p.add_argument("--negatives", type=int, default=40, help="negatives per synthetic or real kind (default: %(default)s)")
+    p.add_argument("--film-negatives", type=int, default=200, help="negatives per transformed-film kind (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ensemble(sub)
     _add_calibrate(sub)
     _add_shift(sub)
+    _add_ood(sub)
     return parser
 
 
@@ -195,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
 
         report = run(args.data, args.reference, args.model, args.out, args.val_list)
         print(json.dumps({k: report[k] for k in ("framing_sensitivity", "resize_paths")}, indent=2))
+        return 0
+    if args.command == "ood":
+        from training.ood_run import run_cli
+
+        json.dump(run_cli(args.model, args.data, args.val16, args.out, args.report, args.negatives,
+                          args.film_negatives), sys.stdout, indent=2)
+        sys.stdout.write("\n")
         return 0
     if args.command == "finalize":
         from training.train import refinalize

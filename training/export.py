@@ -1,9 +1,11 @@
 """Export a run to a deployable model folder.
 
 Writes into the destination:
-  model.onnx       tf2onnx conversion (input `image` NHWC float32, output `probability`)
+  model.onnx       tf2onnx conversion (input `image` NHWC float32, outputs `probability` and
+                   `features`, the pooled CNN features of the out-of-distribution check)
   model.keras      the same weights, for the Grad-CAM sidecar
   model_card.json  the machine-readable card (the services read it)
+  ood.npz          the out-of-distribution check's statistics (`training.ood_run`, card section `ood`)
   MODEL_CARD.md    the same card for people
   plots/           training curves, ROC, PR, confusion matrix, reliability diagram
 The ONNX model is checked against Keras on real validation films before anything is
@@ -24,13 +26,15 @@ import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig
 from app.model.card import CARD_FILE, sha256_of
-from training.card import render_markdown
 from training.dataset import enhance_all, validation_films
+from training.onnx_features import add_features_output
 from training.robustness import robustness_report
 
 PARITY_TOLERANCE = 1e-4
 PARITY_IMAGES = 64
 ONNX_FILE, KERAS_FILE = "model.onnx", "model.keras"
+# Negatives per kind scored for the card's OOD figures at export (`python -m training ood` does more).
+EXPORT_OOD_NEGATIVES, EXPORT_OOD_FILM_NEGATIVES = 10, 20
 
 
 def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> None:
@@ -47,6 +51,7 @@ def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> None
         return {"probability": model(image, training=False)}
 
     tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
+    add_features_output(path)
 
 
 def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
@@ -75,6 +80,7 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     """Convert, check parity, write the card and plots; return the card."""
     import keras
 
+    from training.ood_run import features_card_entry, features_dim, film_sets_from_run, fit_model_dir
     from training.plots import plot_run
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -100,12 +106,14 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     keras_sha = sha256_of(out_dir / KERAS_FILE)
     card = build_card(run, pre, model, opset, onnx_sha, keras_sha,
                       {"n_images": int(images.shape[0]), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE})
+    card["output"]["features"] = features_card_entry(features_dim(out_dir / ONNX_FILE, pre.input_size))
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     card["robustness"] = robustness_report(out_dir, list(films), labels)
     plots = plot_run(run, run_dir, out_dir / "plots")
     card["plots"] = [p.relative_to(out_dir).as_posix() for p in plots]
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    (out_dir / "MODEL_CARD.md").write_text(render_markdown(card))
+    card, _ = fit_model_dir(out_dir, film_sets_from_run(run_dir, Path(run["data"]["root"])),
+                            EXPORT_OOD_NEGATIVES, EXPORT_OOD_FILM_NEGATIVES, cost=False)  # writes MODEL_CARD.md
     return card
 
 

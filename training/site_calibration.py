@@ -107,6 +107,8 @@ def calibrate_site(
     model.save(out_dir / KERAS_FILE)
     if (model_dir / "plots").is_dir():
         shutil.copytree(model_dir / "plots", out_dir / "plots", dirs_exist_ok=True)
+    if card.raw.get("ood"):  # the OOD statistics stay valid: calibration changes only the logit layer
+        shutil.copyfile(model_dir / card.raw["ood"]["file"], out_dir / card.raw["ood"]["file"])
 
     rule = (f"the highest threshold at which sensitivity on the site's films `{split}` is still >= "
             f"{min_sensitivity:.3f} (maximises specificity under a sensitivity floor), placed halfway "

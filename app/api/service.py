@@ -18,14 +18,19 @@ from pydantic import BaseModel, Field
 from app.api.state import ServiceState
 from app.gradcam.client import GradcamResult, GradcamUnavailable, check_agreement
 from app.imaging.overlay import OverlayFormat, encode_png, overlay_image
-from app.model.engine import InferenceEngine, PreparedImage
+from app.model.engine import OOD_WARNING, Assessment, InferenceEngine, PreparedImage
 
 
 class PredictionFields(BaseModel):
     """What `/predict` answers for one image (and each good file of a batch)."""
 
-    label: str = Field(description="PNEUMONIA or NORMAL")
-    probability: float = Field(description="calibrated P(pneumonia), 0..1")
+    label: str | None = Field(description="PNEUMONIA or NORMAL; null when the upload is not a chest X-ray")
+    probability: float = Field(description="calibrated P(pneumonia), 0..1 (given for transparency even when "
+                                           "in_distribution is false)")
+    in_distribution: bool = Field(description="false when the upload does not look like a frontal chest X-ray: "
+                                              "then label is null and no Grad-CAM is drawn")
+    ood_score: float | None = Field(description="the input check's score: above 1.0 is out of distribution "
+                                                "(null for a model without the check)")
     threshold: float
     model_version: str
     gradcam_overlay: str | None = Field(
@@ -67,7 +72,7 @@ class Scored:
     """One upload prepared and scored in a single trip to the compute pool."""
 
     upload: Upload
-    probability: float
+    assessment: Assessment
     seconds: dict[str, float]  # "preprocess" and "inference", timed in the worker thread
 
 
@@ -76,15 +81,16 @@ def score_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Score
     start = time.perf_counter()
     upload = prepare_upload(engine, data, max_pixels)
     mark = time.perf_counter()
-    probability = engine.predict(upload.prepared)
-    return Scored(upload, probability, {"preprocess": mark - start, "inference": time.perf_counter() - mark})
+    (assessment,) = engine.assess([upload.prepared])
+    return Scored(upload, assessment, {"preprocess": mark - start, "inference": time.perf_counter() - mark})
 
 
-def predict_before_overlay(engine: InferenceEngine, prepared: PreparedImage) -> float:
-    """P(pneumonia) of one image (blocking), and the overlay's background made now, while
+def predict_before_overlay(engine: InferenceEngine, prepared: PreparedImage) -> Assessment:
+    """The answer for one image (blocking), and the overlay's background made now, while
     the sidecar computes the heat map, instead of after it."""
     _ = prepared.preview
-    return engine.predict(prepared)
+    (assessment,) = engine.assess([prepared])
+    return assessment
 
 
 @dataclass(frozen=True)
@@ -138,14 +144,23 @@ def preview_png(prepared: PreparedImage) -> str:
     return base64.b64encode(encode_png(prepared.preview)).decode("ascii")
 
 
+def label_of(engine: InferenceEngine, assessment: Assessment) -> str | None:
+    """The label to return: None when the upload is not a chest X-ray."""
+    return engine.label_for(assessment.probability) if assessment.in_distribution else None
+
+
 def fields_for(
-    engine: InferenceEngine, upload: Upload, probability: float, overlay: Overlay | None,
+    engine: InferenceEngine, upload: Upload, assessment: Assessment, overlay: Overlay | None,
     warnings: list[str], preview: bool = False,
 ) -> dict[str, Any]:
     """The `PredictionFields` of one image, as a dict."""
     prepared = upload.prepared
+    if not assessment.in_distribution:
+        warnings = [OOD_WARNING.format(reasons="; ".join(assessment.ood_reasons) or "input check"), *warnings]
     return {
-        "label": engine.label_for(probability), "probability": probability, "threshold": engine.card.threshold,
+        "label": label_of(engine, assessment), "probability": assessment.probability,
+        "in_distribution": assessment.in_distribution, "ood_score": assessment.ood_score,
+        "threshold": engine.card.threshold,
         "model_version": engine.card.version, "warnings": warnings,
         "gradcam_overlay": overlay.base64 if overlay else None,
         "gradcam_overlay_type": overlay.format.media_type if overlay else None,

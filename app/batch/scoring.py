@@ -18,11 +18,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from app.imaging.decode import DEFAULT_MAX_PIXELS
 from app.imaging.errors import ImageError
-from app.model.engine import InferenceEngine, PreparedImage
+from app.model.engine import Assessment, InferenceEngine, PreparedImage
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +45,8 @@ class Row:
     threshold: float
     model_version: str
     error: str  # "" when the file was scored
+    in_distribution: bool | None = None  # the service's input check; None with an error
+    ood_score: float | None = None  # above 1.0: not a chest X-ray (then `label` is empty); None without the check
 
     @property
     def ok(self) -> bool:
@@ -110,19 +110,19 @@ def score_batch(
             log.warning("unexpected error preparing %s", path, exc_info=True)
             errors[index] = "unexpected " + _describe(exc)
 
-    probabilities: dict[int, float] = {}
-    if prepared:
-        batch = np.concatenate([p.model_input for _, p in prepared], axis=0)
-        for (index, _), probability in zip(prepared, engine.predict_batch(batch), strict=True):
-            probabilities[index] = float(probability)
+    assessments: dict[int, Assessment] = {}
+    for (index, _), assessment in zip(prepared, engine.assess([p for _, p in prepared]), strict=True):
+        assessments[index] = assessment
 
     rows = []
     for index, (path, _) in enumerate(items):
         if index in errors:
             rows.append(Row(path, None, None, card.threshold, card.version, errors[index]))
         else:
-            probability = probabilities[index]
-            rows.append(Row(path, engine.label_for(probability), probability, card.threshold, card.version, ""))
+            answer = assessments[index]
+            label = engine.label_for(answer.probability) if answer.in_distribution else None
+            rows.append(Row(path, label, answer.probability, card.threshold, card.version, "",
+                            answer.in_distribution, answer.ood_score))
     return rows
 
 

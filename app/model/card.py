@@ -30,6 +30,8 @@ class ModelCard:
     gradcam_layers: tuple[str, ...] = ()  # one per member of an ensemble; the sidecar averages their maps
     input_name: str = "image"
     output_name: str = "probability"
+    # The graph's second output (pooled CNN features for the out-of-distribution check); None: older models.
+    features_name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -45,6 +47,7 @@ class ModelCard:
             gradcam_layers=tuple(data.get("gradcam_layers") or [data["gradcam_layer"]]),
             input_name=data.get("input", {}).get("name", "image"),
             output_name=data.get("output", {}).get("name", "probability"),
+            features_name=(data.get("output", {}).get("features") or {}).get("name"),
             raw=data,
         )
 

@@ -20,6 +20,7 @@ from app.imaging.errors import UnsupportedFormatError
 from app.imaging.overlay import preview_of
 from app.imaging.preprocess import Preprocessor
 from app.model.card import ModelCard, load_model_card, sha256_of
+from app.model.ood import OodDetector, OodResult, dicom_header_reasons
 from app.model.session import open_session
 
 
@@ -53,6 +54,19 @@ class PreparedImage:
         return Preprocessor.to_float(self.enhanced)[np.newaxis, :, :, np.newaxis]
 
 
+OOD_WARNING = "this does not look like a frontal chest X-ray ({reasons}); no label is given"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One image's answer: P(pneumonia) and the input check (`app.model.ood`) from the same ONNX call."""
+
+    probability: float
+    in_distribution: bool
+    ood_score: float | None  # None: the model has no input check (an older card)
+    ood_reasons: tuple[str, ...] = ()
+
+
 class InferenceEngine:
     def __init__(self, model_dir: Path | str, threads: int = 0) -> None:
         self.model_dir = Path(model_dir)
@@ -62,6 +76,10 @@ class InferenceEngine:
         if digest != self.card.onnx_sha256:
             raise ModelIntegrityError(f"{onnx_path} has sha256 {digest}, the card says {self.card.onnx_sha256}")
         self.session = open_session(onnx_path, threads)
+        self.ood = OodDetector.from_dir(self.model_dir)
+        self._outputs = [self.card.output_name]
+        if self.ood is not None and self.card.features_name:
+            self._outputs.append(self.card.features_name)
         self._local = threading.local()
 
     @property
@@ -91,8 +109,28 @@ class InferenceEngine:
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """P(pneumonia) for an NHWC float32 batch, in one onnxruntime call (the batch axis is dynamic)."""
-        (output,) = self.session.run([self.card.output_name], {self.card.input_name: batch})
-        return np.asarray(output, dtype=np.float64).reshape(len(batch), -1)[:, 0]
+        return self._run(batch)[0]
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(self._outputs, {self.card.input_name: batch})
+        probabilities = np.asarray(outputs[0], dtype=np.float64).reshape(len(batch), -1)[:, 0]
+        return probabilities, (np.asarray(outputs[1]) if len(outputs) > 1 else None)
+
+    def assess(self, prepared: list[PreparedImage]) -> list[Assessment]:
+        """P(pneumonia) and the input check of each image, in one onnxruntime call."""
+        if not prepared:
+            return []
+        probabilities, features = self._run(np.concatenate([p.model_input for p in prepared], axis=0))
+        checks: list[OodResult | None] = [None] * len(prepared)
+        if self.ood is not None and features is not None:
+            checks = list(self.ood.check_batch(features, np.stack([p.enhanced for p in prepared])))
+        answers = []
+        for image, probability, check in zip(prepared, probabilities, checks, strict=True):
+            header = dicom_header_reasons(image.dicom)  # e.g. a CT or MR slice, whatever its pixels look like
+            reasons = tuple(check.reasons if check else ()) + tuple(header)
+            answers.append(Assessment(float(probability), (check is None or check.in_distribution) and not header,
+                                      check.score if check else None, reasons))
+        return answers
 
     def predict_many(self, prepared: list[PreparedImage]) -> list[float]:
         """One onnxruntime call for the whole list."""

@@ -37,7 +37,7 @@ def test_the_cli_writes_a_csv_and_a_second_run_scores_nothing(tmp_path, small_ar
     assert first.returncode == 0, first.stderr
     assert f"{len(small_archive.all_paths)} films scored ({len(small_archive.bad)} with an error)" in first.stderr
     before = output.read_bytes()
-    assert before.startswith(b"path,label,probability,threshold,model_version,error\n")
+    assert before.startswith(b"path,label,probability,threshold,model_version,error,in_distribution,ood_score\n")
     second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
     assert "0 films scored (0 with an error) in" in second.stderr

@@ -71,6 +71,28 @@ def test_predict_over_http_returns_overlay(services: Services, model_dir: Path, 
     assert overlay.shape[1] / overlay.shape[0] == pytest.approx(width / height, rel=0.02)
 
 
+def test_real_films_pass_the_input_check_over_http(services: Services, model_dir: Path) -> None:
+    """Issue 14: at most 0.5% of real films flagged (test_dev and the 16 full-resolution films; the
+    validation films are checked in tests/training/test_ood.py)."""
+    from app.model.ood import OodDetector
+    from tests.conftest import TRAIN_224
+
+    if OodDetector.from_dir(model_dir) is None:
+        pytest.skip("this model has no input check")
+    films = sorted((TRAIN_224 / "test_dev").glob("*/*.jpeg")) + list(FULLRES_FILES)
+    if len(films) < 300:
+        pytest.skip("../shared/data is not beside the repo")
+    flagged = []
+    with httpx.Client(timeout=30) as client:
+        for path in films:
+            response = client.post(services.api_url + "/predict", params={"gradcam": "false"},
+                                   files={"file": (path.name, path.read_bytes(), "image/jpeg")})
+            assert response.status_code == 200, response.text
+            if not response.json()["in_distribution"]:
+                flagged.append(path.name)
+    assert len(flagged) <= 0.005 * len(films), flagged
+
+
 def test_predict_over_http_png_overlay_on_request(services: Services) -> None:
     path = FIXTURE_JPEGS[0]
     default = post(services.api_url, path).json()

@@ -18,12 +18,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from app.api.errors import error_responses
-from app.api.service import Overlay, Upload, collect_overlay, fields_for, prepare_upload, start_heatmap
+from app.api.service import Overlay, Upload, collect_overlay, fields_for, label_of, prepare_upload, start_heatmap
 from app.api.state import ServiceState, State
 from app.api.uploads import FILES_FIELD, FileError, UploadedFile, read_files
 from app.imaging.errors import ImageError
 from app.imaging.overlay import OverlayFormat
-from app.model.engine import InferenceEngine
+from app.model.engine import Assessment, InferenceEngine
 
 router = APIRouter()
 
@@ -79,15 +79,18 @@ async def _prepare_all(
 
 
 async def _overlays(
-    state: ServiceState, engine: InferenceEngine, uploads: list[Upload], probabilities: list[float],
+    state: ServiceState, engine: InferenceEngine, uploads: list[Upload], assessments: list[Assessment],
     overlay_format: OverlayFormat,
 ) -> list[tuple[Overlay | None, list[str]]]:
-    """One sidecar call at a time, each with its own deadline."""
+    """One sidecar call at a time, each with its own deadline; none for an upload that is not a chest X-ray."""
     results = []
-    for upload, probability in zip(uploads, probabilities, strict=True):
+    for upload, assessment in zip(uploads, assessments, strict=True):
         warnings = list(upload.warnings)
-        task = start_heatmap(state, engine, upload.prepared)
-        overlay = await collect_overlay(state, task, upload.prepared, probability, overlay_format, warnings)
+        overlay = None
+        if assessment.in_distribution:
+            task = start_heatmap(state, engine, upload.prepared)
+            overlay = await collect_overlay(state, task, upload.prepared, assessment.probability, overlay_format,
+                                            warnings)
         results.append((overlay, warnings))
     return results
 
@@ -121,21 +124,21 @@ async def predict_batch(
     good = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Upload)]
     uploads = [p for _, p in good]
     mark = time.perf_counter()
-    probabilities = await state.run(engine.predict_many, [u.prepared for u in uploads])
+    assessments = await state.run(engine.assess, [u.prepared for u in uploads])
     timings["inference"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("inference_batch").observe(time.perf_counter() - mark)
 
     if with_overlays:
         mark = time.perf_counter()
-        extras = await _overlays(state, engine, uploads, probabilities, overlay_format)
+        extras = await _overlays(state, engine, uploads, assessments, overlay_format)
         timings["gradcam"] = _ms(time.perf_counter() - mark)
     else:
         extras = [(None, list(u.warnings)) for u in uploads]
 
     results: list[dict[str, Any]] = [{} for _ in items]
-    for (index, upload), probability, (overlay, warnings) in zip(good, probabilities, extras, strict=True):
-        metrics.predictions.labels(engine.label_for(probability)).inc()
-        fields = fields_for(engine, upload, probability, overlay, warnings)
+    for (index, upload), assessment, (overlay, warnings) in zip(good, assessments, extras, strict=True):
+        metrics.predictions.labels(label_of(engine, assessment) or "OUT_OF_DISTRIBUTION").inc()
+        fields = fields_for(engine, upload, assessment, overlay, warnings)
         fields.pop("preview_png")
         results[index] = {"index": index, "filename": items[index][0], "status": 200, **fields}
     for index, outcome in enumerate(prepared):

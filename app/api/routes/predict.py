@@ -17,6 +17,7 @@ from app.api.service import (
     PredictionFields,
     collect_overlay,
     fields_for,
+    label_of,
     predict_before_overlay,
     prepare_upload,
     score_upload,
@@ -50,7 +51,7 @@ class PredictOptions(BaseModel):
 
 
 class PredictResponse(PredictionFields):
-    label: Literal["PNEUMONIA", "NORMAL"]
+    label: Literal["PNEUMONIA", "NORMAL"] | None
     request_id: str
     timings_ms: dict[str, float]
 
@@ -91,26 +92,29 @@ async def predict(request: Request, state: State, options: Annotated[PredictOpti
         overlay_task = start_heatmap(state, engine, upload.prepared)
         try:
             mark = time.perf_counter()
-            probability = await state.run(predict_before_overlay, engine, upload.prepared)
+            assessment = await state.run(predict_before_overlay, engine, upload.prepared)
             record("inference", time.perf_counter() - mark)
         except BaseException:
             overlay_task.cancel()
             raise
     else:
         scored = await state.run(score_upload, engine, data, settings.max_image_pixels)
-        upload, probability = scored.upload, scored.probability
+        upload, assessment = scored.upload, scored.assessment
         for stage, seconds in scored.seconds.items():
             record(stage, seconds)
 
-    metrics.predictions.labels(engine.label_for(probability)).inc()
+    metrics.predictions.labels(label_of(engine, assessment) or "OUT_OF_DISTRIBUTION").inc()
     warnings = list(upload.warnings)
     overlay: Overlay | None = None
-    if overlay_task is not None:
+    if overlay_task is not None and not assessment.in_distribution:
+        overlay_task.cancel()  # no explanation of an answer that is not given
+    elif overlay_task is not None:
         mark = time.perf_counter()
-        overlay = await collect_overlay(state, overlay_task, upload.prepared, probability, overlay_format, warnings)
+        overlay = await collect_overlay(state, overlay_task, upload.prepared, assessment.probability, overlay_format,
+                                        warnings)
         timings["gradcam_wait"] = _ms(time.perf_counter() - mark)
 
-    fields = fields_for(engine, upload, probability, overlay, warnings, preview=preview)
+    fields = fields_for(engine, upload, assessment, overlay, warnings, preview=preview)
     timings["total"] = _ms(time.perf_counter() - start)
     # Serialized here, once: returned as a model, it would be validated again and dumped by json.dumps.
     body = PredictResponse(**fields, request_id=request_id, timings_ms=timings).model_dump_json()
