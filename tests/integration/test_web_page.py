@@ -94,6 +94,23 @@ def screenshot(driver, name: str) -> Path:
     return path
 
 
+def test_a_non_chest_upload_is_its_own_state_not_a_result(site: Services, browser, tmp_path: Path) -> None:
+    """Issue 14: noise is shown as "not a chest X-ray", with no label and no heat map."""
+    import cv2
+    import numpy as np
+
+    noise = tmp_path / "noise.png"
+    cv2.imwrite(str(noise), np.random.default_rng(3).integers(0, 256, (400, 400), dtype=np.uint8))
+    browser.get(site.api_url + "/")
+    upload(browser, noise)
+    wait_for_result(browser)
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.ID, "label").text != "")
+    label = browser.find_element(By.ID, "label")
+    assert label.text == "Not a chest X-ray"
+    assert "OUT_OF_DISTRIBUTION" in label.get_attribute("class")
+    assert browser.find_element(By.ID, "overlay-missing").is_displayed()
+
+
 def test_upload_shows_label_probability_and_overlay(site: Services, browser, model_dir: Path) -> None:
     from app.model.card import load_model_card
 

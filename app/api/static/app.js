@@ -47,8 +47,10 @@ async function errorMessage(response) {
 
 function render(result, fileName) {
   const label = $("label");
-  label.textContent = result.label;
-  label.className = `label ${result.label}`;
+  // Not a chest X-ray: its own state, never shown as a result (no label, no heat map).
+  const outside = result.in_distribution === false;
+  label.textContent = outside ? "Not a chest X-ray" : result.label;
+  label.className = outside ? "label OUT_OF_DISTRIBUTION" : `label ${result.label}`;
   $("file-name").textContent = fileName;
   $("probability").textContent = percent(result.probability);
   $("threshold").textContent = percent(result.threshold);
