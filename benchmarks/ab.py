@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout (e.g. a git worktree)")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--baseline-model-dir", type=Path, default=None,
+                        help="the baseline's model folder (default: --model-dir; differs to price a model change)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--requests", type=int, default=640)
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     uploads = load_uploads()
     rows = []
     with Services() as services:
-        apis = {"baseline": _start(services, "baseline", args.baseline.resolve(), args.model_dir.resolve()),
+        baseline_models = (args.baseline_model_dir or args.model_dir).resolve()
+        apis = {"baseline": _start(services, "baseline", args.baseline.resolve(), baseline_models),
                 "this": _start(services, "this", REPO, args.model_dir.resolve())}
         for index in range(args.rounds):
             order = ("baseline", "this") if index % 2 == 0 else ("this", "baseline")
