@@ -12,7 +12,6 @@ table gives each round's throughput and their ratio (this / baseline), and the m
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 from pathlib import Path
 
@@ -22,13 +21,9 @@ from benchmarks.services import Service, Services
 
 
 def _start(services: Services, name: str, root: Path, model_dir: Path) -> Service:
-    os.environ["CXR_BENCH_APP_ROOT"] = str(root)  # where `Services` starts the code from (benchmarks.common)
-    try:
-        service = services.start(name, "app.api.main:app", {
-            "CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": "http://127.0.0.1:9", "CXR_LOG_LEVEL": "WARNING",
-        }, launcher="app.api")
-    finally:
-        os.environ.pop("CXR_BENCH_APP_ROOT", None)
+    service = services.start(name, "app.api.main:app", {
+        "CXR_MODEL_DIR": str(model_dir), "CXR_GRADCAM_URL": "http://127.0.0.1:9", "CXR_LOG_LEVEL": "WARNING",
+    }, root=root, launcher="app.api")
     service.wait_healthy()
     return service
 

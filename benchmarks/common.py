@@ -16,13 +16,15 @@ RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 RESULTS_JSON = REPO / "benchmarks" / "results.json"
 
 
-def bench_env(**extra: str) -> dict[str, str]:
-    """Environment for every process the suite starts: no telemetry, nothing written to $HOME."""
+def bench_env(root: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for every process the suite starts: no telemetry, nothing written to $HOME.
+    `root`: where the code comes from (default `app_root()`)."""
+    root = (root or app_root()).resolve()
     env = dict(os.environ)
     env.setdefault("ORT_DISABLE_TELEMETRY", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("KERAS_HOME", str(REPO / ".keras-home"))
-    roots = [str(app_root()), str(REPO)] if app_root() != REPO else [str(REPO)]
+    roots = [str(root), str(REPO)] if root != REPO else [str(REPO)]
     env["PYTHONPATH"] = os.pathsep.join(roots + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(extra)
     return env

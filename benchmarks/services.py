@@ -69,7 +69,8 @@ def cpu_seconds(pid: int) -> float:
 
 class Service:
     def __init__(self, name: str, app: str, port: int, env: dict[str, str], log_dir: Path,
-                 health_path: str = "/health", extra_args: tuple[str, ...] = (), launcher: str | None = None) -> None:
+                 health_path: str = "/health", extra_args: tuple[str, ...] = (), launcher: str | None = None,
+                 root: Path | None = None) -> None:
         self.name, self.port, self.health_path = name, port, health_path
         self.url = f"http://127.0.0.1:{port}"
         self.log = log_dir / f"{name}.log"
@@ -80,7 +81,7 @@ class Service:
             command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                        "--no-server-header", *extra_args]
         self._log_handle = open(self.log, "wb")
-        self.process = subprocess.Popen(command, cwd=app_root(), env=env, stdout=self._log_handle,
+        self.process = subprocess.Popen(command, cwd=root or app_root(), env=env, stdout=self._log_handle,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
@@ -147,8 +148,9 @@ class Services(AbstractContextManager):
         self.log_dir = Path(tempfile.mkdtemp(prefix="cxr-bench-"))
         self.started: list[Service] = []
 
-    def start(self, name: str, app: str, env: dict[str, str], **kwargs) -> Service:
-        service = Service(name, app, free_port(), bench_env(**env), self.log_dir, **kwargs)
+    def start(self, name: str, app: str, env: dict[str, str], root: Path | None = None, **kwargs) -> Service:
+        """`root`: the checkout whose code the service runs (default: `app_root()`)."""
+        service = Service(name, app, free_port(), bench_env(root, **env), self.log_dir, root=root, **kwargs)
         self.started.append(service)
         return service
 

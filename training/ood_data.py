@@ -2,41 +2,21 @@
 
 Used to fit the checks on real films and to score the negatives: every input is a file's
 bytes, decoded by `app.imaging.decode` with the card's `Preprocessor`, exactly as /predict
-does; the colour saturation is measured on the upload's own colour pixels.
+does, colour saturation and DICOM tags included.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from app.imaging.colour import colour_saturation
-from app.imaging.decode import ImageFormat, sniff_format
 from app.imaging.errors import ImageError
 from app.imaging.preprocess import Preprocessor
 from app.model.card import ModelCard, load_model_card
 from app.model.session import open_session
-
-
-def colour_pixels(data: bytes) -> np.ndarray | None:
-    """The upload's colour pixels (H, W, 3|4), or None when it is stored as grey (what the decoder
-    would hand the colour check)."""
-    fmt = sniff_format(data)
-    if fmt is ImageFormat.DICOM:
-        import pydicom
-
-        ds = pydicom.dcmread(io.BytesIO(data))
-        if int(ds.get("SamplesPerPixel", 1)) != 3:
-            return None
-        pixels = ds.pixel_array
-        return pixels if pixels.ndim == 3 else None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return image if image is not None and image.ndim == 3 and image.shape[2] >= 3 else None
 
 
 @dataclass
@@ -48,7 +28,7 @@ class Scored:
     enhanced: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.uint8))
     probability: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     saturation: list[float | None] = field(default_factory=list)
-    tags: list[dict | None] = field(default_factory=list)  # dicom_summary of DICOM uploads
+    tags: list[dict | None] = field(default_factory=list)  # the decoder's DICOM tags (None for other formats)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (name, error) the decoder refused
 
     def __len__(self) -> int:
@@ -68,7 +48,7 @@ class ChainRunner:
     def run(self, enhanced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probability (N,), features (N, D)) for uint8 enhanced images, in one ONNX call
         (features (N, 0) when the runner has no features output)."""
-        batch = (enhanced.astype(np.float32) * np.float32(1 / 255))[..., np.newaxis]
+        batch = Preprocessor.to_float(enhanced)[..., np.newaxis]
         if self.features_name is None:
             (prob,) = self.session.run([self.card.output_name], {self.card.input_name: batch})
             return prob.reshape(-1), np.zeros((len(batch), 0), np.float32)
@@ -76,8 +56,6 @@ class ChainRunner:
         return prob.reshape(-1), feats
 
     def score(self, uploads: Iterable[tuple[str, bytes]], batch_size: int = 64) -> Scored:
-        from app.imaging.dicom import dicom_summary
-
         out = Scored()
         enhanced: list[np.ndarray] = []
         for name, data in uploads:
@@ -87,10 +65,9 @@ class ChainRunner:
                 out.rejected.append((name, f"{type(exc).__name__}: {exc}"))
                 continue
             enhanced.append(self.pre.enhance(self.pre.resize(gray)))
-            colour = colour_pixels(data)
             out.names.append(name)
-            out.saturation.append(None if colour is None else colour_saturation(colour))
-            out.tags.append(dicom_summary(data) if header.format is ImageFormat.DICOM else None)
+            out.saturation.append(header.colour_saturation)
+            out.tags.append(header.dicom)
         if not enhanced:
             return out
         out.enhanced = np.stack(enhanced)

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.api.compute import usable_cores
-from app.imaging.decode import DEFAULT_MAX_PIXELS
+from app.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 MIN_API_KEY_LENGTH = 16
 
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     model_dir: Path = Path("models")
     gradcam_url: str = "http://127.0.0.1:8001"
     gradcam_timeout_s: float = Field(2.0, gt=0)
-    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     # Most files in one POST /predict/batch (the body size limit applies to the whole request).
     batch_max_files: int = Field(32, gt=0)

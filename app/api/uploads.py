@@ -84,11 +84,9 @@ async def _parse(request: Request, max_parts: int) -> FormData:
 
 async def _read(upload: UploadFile, limit: int) -> UploadedFile:
     data = await upload.read()
-    if len(data) > limit:
-        return UploadedFile(upload.filename or "", FileError(413, too_large_detail(limit)))
-    if not data:
-        return UploadedFile(upload.filename or "", FileError(422, "the file is empty"))
-    return UploadedFile(upload.filename or "", data)
+    error = (FileError(413, too_large_detail(limit)) if len(data) > limit
+             else FileError(422, "the file is empty") if not data else None)
+    return UploadedFile(upload.filename or "", error or data)
 
 
 async def read_upload(request: Request, limit: int) -> bytes:

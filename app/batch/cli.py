@@ -19,8 +19,8 @@ from pathlib import Path
 
 from app.batch.files import IMAGE_EXTENSIONS, find_files
 from app.batch.output import OutputError, open_output, output_format
-from app.batch.scoring import DEFAULT_MAX_BYTES, Row
-from app.imaging.decode import DEFAULT_MAX_PIXELS
+from app.batch.scoring import Row
+from app.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 ENGINES = ("local", "ray")
 

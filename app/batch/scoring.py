@@ -18,14 +18,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from app.imaging.decode import DEFAULT_MAX_PIXELS
+from app.imaging.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from app.imaging.errors import ImageError
 from app.model.engine import Assessment, InferenceEngine, PreparedImage
 
 log = logging.getLogger(__name__)
-
-# The API's default upload limit (`CXR_MAX_UPLOAD_BYTES`, app/api/config.py): a larger file is refused there.
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 
 
 class FileError(Exception):

@@ -8,6 +8,7 @@ array, whatever the source bit depth or channel count.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from app.imaging.colour import colour_saturation
 from app.imaging.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -27,6 +29,7 @@ from app.imaging.errors import (
 Image.MAX_IMAGE_PIXELS = None
 
 DEFAULT_MAX_PIXELS = 60_000_000  # ~7700 x 7700: far above any clinical film
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # an upload's size limit: the API's default, and batch scoring's
 
 
 class ImageFormat(StrEnum):
@@ -49,6 +52,9 @@ class ImageHeader:
     width: int
     height: int
     dicom: dict[str, Any] | None = None  # for DICOM: the non-identifying tags (`dicom.SAFE_TAGS`)
+    # How colourful the pixels are (`app.imaging.colour`), measured where the decoder has colour pixels
+    # anyway (PNG, colour DICOM); None for grey sources and for JPEGs, which are decoded straight to grey.
+    colour_saturation: float | None = None
 
 
 def sniff_format(data: bytes) -> ImageFormat:
@@ -196,8 +202,7 @@ def decode_with_header(
     if sniff_format(data) is ImageFormat.DICOM:
         from app.imaging.dicom import decode_dicom_upload  # optional dependency
 
-        width, height, tags, gray = decode_dicom_upload(data, max_pixels)
-        return ImageHeader(ImageFormat.DICOM, width, height, tags), gray
+        return decode_dicom_upload(data, max_pixels)
     header = read_header(data)
     check_pixel_limit(header, max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -207,6 +212,8 @@ def decode_with_header(
         decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         raise CorruptImageError(f"cannot decode the {header.format.value.upper()} data")
+    if decoded.ndim == 3 and decoded.shape[2] in (3, 4):
+        header = dataclasses.replace(header, colour_saturation=colour_saturation(decoded))
     return header, to_uint8_gray(decoded)
 
 

@@ -14,6 +14,7 @@ quote element values such as PatientName) are switched off.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 from collections.abc import Callable
@@ -29,10 +30,11 @@ from pydicom.pixels import apply_modality_lut, apply_voi
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
 
+from app.imaging.colour import colour_saturation
+from app.imaging.decode import ImageFormat, ImageHeader, check_pixel_limit
 from app.imaging.errors import (
     CorruptImageError,
     ImageError,
-    ImageTooLargeError,
     UnsupportedFormatError,
     UnsupportedImageError,
 )
@@ -161,24 +163,25 @@ def decode_dicom(data: bytes) -> np.ndarray:
     """DICOM bytes -> 2-D uint8 grayscale as a viewer would display it."""
     ds = _read(data, pixels=True)
     _dimensions(ds)
-    return _render(ds)
+    return _render(ds)[0]
 
 
 @_never_crash
-def decode_dicom_upload(data: bytes, max_pixels: int) -> tuple[int, int, dict[str, Any], np.ndarray]:
-    """(width, height, non-identifying tags, 2-D uint8 gray) from ONE parse of the file.
+def decode_dicom_upload(data: bytes, max_pixels: int) -> tuple[ImageHeader, np.ndarray]:
+    """The header (size, non-identifying tags, colour) and the 2-D uint8 gray image, from ONE parse.
 
     The declared size is checked against `max_pixels` before any pixel data is decoded.
     """
     ds = _read(data, pixels=True)  # pixel data is read as bytes here, decoded only by `pixel_array`
-    width, height = _dimensions(ds)
     _check_is_image(ds)
-    if width * height > max_pixels:
-        raise ImageTooLargeError(f"image declares {width}x{height} pixels, over the limit of {max_pixels}")
-    return width, height, _summary(ds), _render(ds)
+    header = ImageHeader(ImageFormat.DICOM, *_dimensions(ds), dicom=_summary(ds))
+    check_pixel_limit(header, max_pixels)
+    gray, colour = _render(ds)
+    return dataclasses.replace(header, colour_saturation=colour), gray
 
 
-def _render(ds: Dataset) -> np.ndarray:
+def _render(ds: Dataset) -> tuple[np.ndarray, float | None]:
+    """(displayed gray, colour saturation of colour pixels or None)."""
     _check_decodable(ds)
     try:
         pixels = ds.pixel_array
@@ -187,10 +190,10 @@ def _render(ds: Dataset) -> np.ndarray:
     except NotImplementedError:
         raise UnsupportedFormatError("cannot decode this DICOM pixel data (unsupported encoding)") from None
     if pixels.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) == 3:
-        return _color_to_gray(pixels)
+        return _color_to_gray(pixels), colour_saturation(pixels)
     if pixels.ndim != 2:
         raise UnsupportedImageError(f"DICOM pixel array has shape {pixels.shape}; expected one grayscale frame")
-    return render_grayscale(pixels, ds)
+    return render_grayscale(pixels, ds), None
 
 
 def _color_to_gray(pixels: np.ndarray) -> np.ndarray:

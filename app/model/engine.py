@@ -42,6 +42,7 @@ class PreparedImage:
     enhanced: np.ndarray  # uint8 (S, S): the model input before scaling to [0, 1]
     decoded: np.ndarray  # uint8 gray as decoded (JPEGs may be at a reduced scale)
     dicom: dict[str, Any] | None = None  # for DICOM: the non-identifying tags, from the one parse
+    colour_saturation: float | None = None  # from the decoder; None for grey sources and JPEGs
 
     @cached_property
     def preview(self) -> np.ndarray:
@@ -101,7 +102,8 @@ class InferenceEngine:
         except ModuleNotFoundError:  # DICOM sniffed but its optional reader is not installed
             raise UnsupportedFormatError("DICOM uploads are not supported by this deployment") from None
         enhanced = pre.enhance(pre.resize(gray))
-        return PreparedImage(header.format, header.width, header.height, enhanced, gray, header.dicom)
+        return PreparedImage(header.format, header.width, header.height, enhanced, gray, header.dicom,
+                             header.colour_saturation)
 
     def predict(self, prepared: PreparedImage) -> float:
         """P(pneumonia) of one image."""
@@ -123,7 +125,8 @@ class InferenceEngine:
         probabilities, features = self._run(np.concatenate([p.model_input for p in prepared], axis=0))
         checks: list[OodResult | None] = [None] * len(prepared)
         if self.ood is not None and features is not None:
-            checks = list(self.ood.check_batch(features, np.stack([p.enhanced for p in prepared])))
+            checks = list(self.ood.check_batch(features, np.stack([p.enhanced for p in prepared]),
+                                               [p.colour_saturation for p in prepared]))
         answers = []
         for image, probability, check in zip(prepared, probabilities, checks, strict=True):
             header = dicom_header_reasons(image.dicom)  # e.g. a CT or MR slice, whatever its pixels look like
@@ -131,12 +134,6 @@ class InferenceEngine:
             answers.append(Assessment(float(probability), (check is None or check.in_distribution) and not header,
                                       check.score if check else None, reasons))
         return answers
-
-    def predict_many(self, prepared: list[PreparedImage]) -> list[float]:
-        """One onnxruntime call for the whole list."""
-        if not prepared:
-            return []
-        return [float(p) for p in self.predict_batch(np.concatenate([p.model_input for p in prepared], axis=0))]
 
     def label_for(self, probability: float) -> str:
         return "PNEUMONIA" if probability >= self.card.threshold else "NORMAL"

@@ -53,3 +53,21 @@ def test_garbage_after_soi_defers_to_pil() -> None:
     assert _fast_size(ImageFormat.JPEG, data) is None
     with pytest.raises(CorruptImageError):
         read_header(data)
+
+
+def test_the_decoder_measures_colour_only_where_it_has_colour_pixels() -> None:
+    import cv2
+    import numpy as np
+
+    from app.imaging.decode import decode_with_header
+
+    grey = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
+    tinted = np.stack([grey, grey, np.clip(grey.astype(np.int16) + 80, 0, 255).astype(np.uint8)], axis=-1)
+    colour_png = cv2.imencode(".png", tinted)[1].tobytes()
+    header, gray = decode_with_header(colour_png)
+    assert header.colour_saturation is not None and header.colour_saturation > 0.1
+    assert gray.ndim == 2
+    assert decode_with_header(cv2.imencode(".png", grey)[1].tobytes())[0].colour_saturation is None
+    assert decode_with_header(cv2.imencode(".png", np.stack([grey] * 3, -1))[1].tobytes())[0].colour_saturation == 0.0
+    # JPEGs are decoded straight to grey: no colour measure, by design (a colour decode costs ~7 ms at 2.5 Mpx).
+    assert decode_with_header(cv2.imencode(".jpg", tinted)[1].tobytes())[0].colour_saturation is None

@@ -65,7 +65,7 @@ def _error(index: int, name: str, exc: ImageError | FileError) -> dict[str, Any]
 
 
 async def _prepare_all(
-    state: ServiceState, engine: InferenceEngine, items: list[tuple[str, bytes | FileError]], max_pixels: int
+    state: ServiceState, engine: InferenceEngine, files: list[UploadedFile], max_pixels: int
 ) -> list[Upload | ImageError | FileError]:
     async def one(item: bytes | FileError) -> Upload | ImageError | FileError:
         if isinstance(item, FileError):
@@ -75,7 +75,7 @@ async def _prepare_all(
         except ImageError as exc:
             return exc
 
-    return list(await asyncio.gather(*(one(item) for _, item in items)))
+    return list(await asyncio.gather(*(one(f.data) for f in files)))
 
 
 async def _overlays(
@@ -112,12 +112,11 @@ async def predict_batch(
     timings: dict[str, float] = {}
 
     files = await read_batch(request, settings.max_upload_bytes, settings.batch_max_files)
-    items = [(f.filename, f.data) for f in files]
     timings["read"] = _ms(time.perf_counter() - start)
 
     mark = time.perf_counter()
     with_overlays = gradcam and state.gradcam is not None
-    prepared = await _prepare_all(state, engine, items, settings.max_image_pixels)
+    prepared = await _prepare_all(state, engine, files, settings.max_image_pixels)
     timings["preprocess"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("preprocess_batch").observe(time.perf_counter() - mark)
 
@@ -135,16 +134,16 @@ async def predict_batch(
     else:
         extras = [(None, list(u.warnings)) for u in uploads]
 
-    results: list[dict[str, Any]] = [{} for _ in items]
+    results: list[dict[str, Any]] = [{} for _ in files]
     for (index, upload), assessment, (overlay, warnings) in zip(good, assessments, extras, strict=True):
         metrics.predictions.labels(label_of(engine, assessment) or "OUT_OF_DISTRIBUTION").inc()
         fields = fields_for(engine, upload, assessment, overlay, warnings)
         fields.pop("preview_png")
-        results[index] = {"index": index, "filename": items[index][0], "status": 200, **fields}
+        results[index] = {"index": index, "filename": files[index].filename, "status": 200, **fields}
     for index, outcome in enumerate(prepared):
         if not isinstance(outcome, Upload):
             metrics.rejected_inputs.labels(str(outcome.status_code)).inc()
-            results[index] = _error(index, items[index][0], outcome)
+            results[index] = _error(index, files[index].filename, outcome)
 
     timings["total"] = _ms(time.perf_counter() - start)
     return BatchResponse(results=results, model_version=engine.card.version, request_id=request_id,

@@ -73,3 +73,14 @@ def test_batch_items_carry_the_check(client: TestClient) -> None:
     film, noise = response.json()["results"]
     assert film["in_distribution"] is True and film["label"] in ("PNEUMONIA", "NORMAL")
     assert noise["in_distribution"] is False and noise["label"] is None
+
+
+def test_a_tinted_film_is_flagged_by_its_colour(client: TestClient) -> None:
+    """The decoder measures colour where it decodes colour (PNG): a real film, tinted, passes every
+    other check and is flagged for its colour alone."""
+    film = gray(FIXTURE_JPEGS[0])
+    tinted = np.stack([film, film, np.clip(film.astype(np.int16) + 60, 0, 255).astype(np.uint8)], axis=-1)
+    assert predict(client, png(np.stack([film] * 3, axis=-1)))["in_distribution"] is True  # grey in RGB: fine
+    body = predict(client, png(tinted))
+    assert body["in_distribution"] is False and body["label"] is None
+    assert any("in colour" in w for w in body["warnings"]), body["warnings"]
