@@ -29,6 +29,8 @@ class TrainConfig:
     split_seed: int = 42  # the patient-level validation split: the same for every member of an ensemble
     recipe: str = "custom"
     label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0  # > 0: mix pairs of films in each batch, weight ~ Beta(alpha, alpha)
+    ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship Adam's moving average of the weights
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
     dense_units: int = 64
@@ -51,6 +53,10 @@ class TrainConfig:
             raise ValueError("learning rates must be positive")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError("label_smoothing must be in [0, 0.5)")
+        if self.mixup_alpha < 0:
+            raise ValueError("mixup_alpha must be >= 0")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError("ema_momentum must be in [0, 1)")
 
     @classmethod
     def for_recipe(cls, recipe: str, **options) -> TrainConfig:

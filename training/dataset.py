@@ -56,6 +56,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         augmentation: AugmentConfig,
         seed: int,
         sample_weights: np.ndarray | None = None,
+        mixup_alpha: float = 0.0,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images, labels.astype(np.float32)
@@ -64,6 +65,10 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.preprocessor = Preprocessor(preprocess)
         self.augmentation = augmentation
         self.seed = seed
+        self.mixup_alpha = mixup_alpha
+        if mixup_alpha > 0 and sample_weights is None:
+            raise ValueError("mixup mixes the sample weights too: pass sample_weights "
+                             "(Keras' class_weight needs hard labels)")
         self.set_epoch(0)
 
     def __len__(self) -> int:
@@ -85,6 +90,27 @@ class AugmentedBatches(keras.utils.PyDataset):
             pre.to_float(pre.enhance(augment(self.images[i], self.augmentation, rng, int(self.labels[i]))))
             for i in idx
         ])
+        labels = self.labels[idx]
         if self.sample_weights is None:
-            return batch, self.labels[idx]
-        return batch, self.labels[idx], self.sample_weights[idx]
+            return batch, labels
+        weights = self.sample_weights[idx]
+        if self.mixup_alpha > 0:
+            batch, labels, weights = mixup(batch, labels, weights, self.mixup_alpha, rng)
+        return batch, labels, weights
+
+
+def mixup(
+    batch: np.ndarray, labels: np.ndarray, weights: np.ndarray, alpha: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mix each film with a random partner of the same batch (Zhang et al. 2018, mixup).
+
+    Labels and sample weights mix with the same share, so the class balance is kept.
+    """
+    share = rng.beta(alpha, alpha, len(labels)).astype(np.float32)
+    partner = rng.permutation(len(labels))
+    mixed = share[:, None, None, None] * batch + (1 - share[:, None, None, None]) * batch[partner]
+    return (
+        mixed.astype(np.float32),
+        share * labels + (1 - share) * labels[partner],
+        (share * weights + (1 - share) * weights[partner]).astype(np.float32),
+    )

@@ -73,25 +73,3 @@ def compare_layers(
                 "detection": {kind: float(np.mean(g.distance(tf(feats[kind])) > threshold)) for kind in design},
             })
     return rows
-
-
-def orientation_alternative(
-    runner: ChainRunner, scored: Mapping[str, Scored], layout_mean: np.ndarray, films: list[bytes], n: int,
-) -> dict:
-    """NOT shipped; measured after the held-out `film_rot180` result: an orientation statistic,
-    corr(thumbnail, mean film upside down) - corr(thumbnail, mean film), with the same threshold rule."""
-    from app.model.ood import correlation_distance, thumbnails
-
-    grid = int(np.sqrt(layout_mean.size))
-    upside_down = np.rot90(layout_mean.reshape(grid, grid), 2).ravel()
-
-    def statistic(enhanced: np.ndarray) -> np.ndarray:
-        t = thumbnails(enhanced, grid)
-        return correlation_distance(t, layout_mean) - correlation_distance(t, upside_down)
-
-    stats = {k: statistic(scored[k].enhanced) for k in ("train", "validation", "test_dev") if k in scored}
-    threshold = threshold_for("orientation", {k: v for k, v in stats.items() if k != "train"})
-    rot180 = runner.score((x.name, x.data) for x in ood_negatives.generate("film_rot180", n, films)).enhanced
-    return {"threshold": threshold, "film_rot180_detected": float(np.mean(statistic(rot180) > threshold)),
-            "training_films_flagged": float(np.mean(stats["train"] > threshold)),
-            "n_training_films": int(stats["train"].size)}

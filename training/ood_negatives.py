@@ -23,11 +23,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DESIGN_KINDS = ("noise", "constant", "gradient", "colour_field", "film_rot90", "film_inverted", "film_corner")
+# film_rot180 and film_rot270 were held out in the first fit; the orientation check was designed after
+# film_rot180's result (39% detected), so both are design kinds since. film_flipud was added, held out,
+# before the orientation check was ever scored on it.
+DESIGN_KINDS = ("noise", "constant", "gradient", "colour_field", "film_rot90", "film_inverted", "film_corner",
+                "film_rot180", "film_rot270")
 HELD_OUT_KINDS = (
     "smooth_texture", "document", "chart", "pattern",
     "photo_colour", "photo_grey", "logo", "mri_slice", "elevation_map", "pydicom_images",
-    "film_rot180", "film_rot270", "film_montage", "film_on_canvas",
+    "film_flipud", "film_montage", "film_on_canvas",
 )
 
 
@@ -251,6 +255,8 @@ def _film_transform(kind: str, films: list[np.ndarray], index: int, rng: np.rand
         return np.rot90(film, 2)
     if kind == "film_rot270":
         return np.rot90(film, 3)
+    if kind == "film_flipud":  # mirrored top to bottom: a film hung upside down and back to front
+        return np.flipud(film)
     if kind == "film_inverted":
         return 255 - film
     if kind == "film_corner":  # one quarter of the film, shown as the whole upload
@@ -271,7 +277,7 @@ def _film_transform(kind: str, films: list[np.ndarray], index: int, rng: np.rand
     raise KeyError(kind)
 
 
-FILM_KINDS = ("film_rot90", "film_inverted", "film_corner", "film_rot180", "film_rot270", "film_montage",
+FILM_KINDS = ("film_rot90", "film_inverted", "film_corner", "film_rot180", "film_rot270", "film_flipud", "film_montage",
               "film_on_canvas")
 REAL_KINDS = ("photo_colour", "photo_grey", "logo", "mri_slice", "elevation_map")
 
@@ -325,6 +331,7 @@ DESCRIPTIONS = {
     "film_corner": "one quarter of a validation film",
     "film_rot180": "validation film upside down",
     "film_rot270": "validation film rotated by 270 degrees (90 clockwise)",
+    "film_flipud": "validation film mirrored top to bottom",
     "film_montage": "four validation films tiled 2x2",
     "film_on_canvas": "validation film shrunk to 30-45% on a black or white canvas",
 }

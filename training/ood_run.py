@@ -236,7 +236,7 @@ def run_cli(
     """`python -m training ood`: fit in place (or in a copy at `out`), write the report; return a summary."""
     import shutil
 
-    from training.ood_design import compare_layers, orientation_alternative
+    from training.ood_design import compare_layers
     from training.ood_report import render_report
 
     model_dir = Path(model_dir)
@@ -250,10 +250,6 @@ def run_cli(
         runner = ChainRunner(model_dir, card["output"]["features"]["name"])
         films = [p.read_bytes() for p in sets.validation]
         design = compare_layers(runner, scored, films, per_kind, per_film_kind)
-        detector = OodDetector.from_dir(model_dir)
-        assert detector is not None, "fit_model_dir just wrote the ood section"
-        layout_mean = detector.stats["layout_mean"]
-        orientation = orientation_alternative(runner, scored, layout_mean, films, per_film_kind)
         command = f"python -m training ood --model {model_dir} --data {data}"
-        Path(report).write_text(render_report(card, design, command, orientation))
+        Path(report).write_text(render_report(card, design, command))
     return summary(card)

@@ -12,6 +12,7 @@ from training.augment import AugmentConfig
 
 _FRAMING = AugmentConfig(zoom=0.2, aspect=0.25, shift=0.1)
 _FRAMING_RESAMPLE = replace(_FRAMING, resample_p=0.5, jpeg_p=0.3)
+_WIDE = replace(_FRAMING_RESAMPLE, zoom=0.3, aspect=0.4, shift=0.12)
 
 RECIPES: dict[str, dict] = {
     # The seed's recipe: rotation, isotropic zoom, shift, photometry.
@@ -21,7 +22,7 @@ RECIPES: dict[str, dict] = {
     # + another resampling path and JPEG round trips.
     "framing_resample": {"augmentation": _FRAMING_RESAMPLE},
     # the same, stronger framing.
-    "framing_resample_wide": {"augmentation": replace(_FRAMING_RESAMPLE, zoom=0.3, aspect=0.4, shift=0.12)},
+    "framing_resample_wide": {"augmentation": _WIDE},
     # + horizontal mirroring.
     "framing_resample_flip": {"augmentation": replace(_FRAMING_RESAMPLE, hflip_p=0.5)},
     # + label smoothing 0.1 (calibration is refitted afterwards anyway).
@@ -35,8 +36,11 @@ RECIPES: dict[str, dict] = {
         "augmentation": replace(_FRAMING_RESAMPLE, zoom_in=0.25, zoom_in_normal=0.4), "label_smoothing": 0.1,
     },
     # the shipped recipe plus tighter crops of every film (magnification up to 1.25).
-    "framing_resample_wide_crops": {"augmentation": replace(_FRAMING_RESAMPLE, zoom=0.3, aspect=0.4, shift=0.12,
-                                                            zoom_in=0.25)},
+    "framing_resample_wide_crops": {"augmentation": replace(_WIDE, zoom_in=0.25)},
+    # the shipped recipe, validated and shipped on Adam's moving average of the weights (EMA).
+    "wide_ema": {"augmentation": _WIDE, "ema_momentum": 0.995},
+    # the same plus mixup (alpha 0.2) of film pairs within each batch.
+    "wide_mixup_ema": {"augmentation": _WIDE, "ema_momentum": 0.995, "mixup_alpha": 0.2},
 }
 
 DEFAULT_RECIPE = "framing_resample_wide"

@@ -87,6 +87,14 @@ BEST_CHECKPOINT, LAST_CHECKPOINT = "checkpoint.keras", "last.keras"
 WEIGHTS_ONLY = {BEST_CHECKPOINT: "best.weights.h5", LAST_CHECKPOINT: "last.weights.h5"}
 
 
+def load_best(run_dir: Path, ema: bool) -> keras.Model:
+    """The best checkpoint; with EMA, its moving-average weights (what validation chose it on)."""
+    model = keras.models.load_model(Path(run_dir) / BEST_CHECKPOINT)
+    if ema:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+    return model
+
+
 def checkpoint_path(run_dir: Path, name: str) -> Path | None:
     """A run's checkpoint `name` as a full Keras file, else as bare weights, else None."""
     for candidate in (name, WEIGHTS_ONLY[name]):
@@ -107,6 +115,10 @@ def callbacks_for(config: TrainConfig, best_val_auc: float | None = None) -> lis
         keras.callbacks.ModelCheckpoint(str(config.out / LAST_CHECKPOINT), save_best_only=False),
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
     ]
+    if config.ema_momentum > 0:
+        # Validation (hence the best checkpoint's choice) sees the moving average; the checkpoints
+        # keep the raw weights with the average in the optimizer state, so a resume continues both.
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights())
     try:
         import tensorboard  # noqa: F401  (the callback needs it and TensorFlow's summary writer)
         import tensorflow.summary  # noqa: F401
@@ -132,7 +144,9 @@ def new_model(config: TrainConfig) -> keras.Model:
         config.dense_dropout, config.weight_decay,
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(
+            config.learning_rate, use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99
+        ),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
@@ -199,8 +213,12 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
             "keras_backend": keras.backend.backend(),
         }
     recorder = RunRecorder(config.out / "run.json", summary)
+    class_weight = balanced_class_weight(train_labels)
+    # mixup gives soft labels: the class weights travel as sample weights and mix with them.
+    sample_weights = np.array([class_weight[int(y)] for y in train_labels], np.float32) if config.mixup_alpha else None
     batches = AugmentedBatches(
-        train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed
+        train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed,
+        sample_weights=sample_weights, mixup_alpha=config.mixup_alpha,
     )
     batches.set_epoch(initial_epoch)
     stop = config.epochs if session_epochs is None else min(config.epochs, initial_epoch + session_epochs)
@@ -210,7 +228,7 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
             validation_data=(val_inputs, val_labels.astype(np.float32)),
             epochs=stop,
             initial_epoch=initial_epoch,
-            class_weight=balanced_class_weight(train_labels),
+            class_weight=None if config.mixup_alpha else class_weight,
             callbacks=[*callbacks_for(config, max(summary["history"].get("val_auc", []), default=None)), recorder],
             verbose=config.verbose,
         )
@@ -218,7 +236,7 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
         print(f"{config.out}: stopped after epoch {stop} of {config.epochs}; run again to resume", flush=True)
         return summary
     summary["total_seconds"] = round(time.time() - started, 1)
-    best = keras.models.load_model(config.out / BEST_CHECKPOINT)
+    best = load_best(config.out, config.ema_momentum > 0)
     return finalize(config.out, best, val_inputs, val_labels, summary)
 
 
@@ -261,5 +279,5 @@ def refinalize(run_dir: Path) -> dict:
     summary = json.loads((run_dir / "run.json").read_text())
     pre = PreprocessConfig.from_dict(summary["config"]["preprocessing"])
     films, labels = validation_films(run_dir, Path(summary["data"]["root"]), pre)
-    model = keras.models.load_model(run_dir / BEST_CHECKPOINT)
+    model = load_best(run_dir, summary["config"].get("ema_momentum", 0.0) > 0)
     return finalize(run_dir, model, enhance_all(films, pre), labels, summary)

@@ -11,6 +11,9 @@ on real films only (`python -m training ood`, method and figures in training/OOD
                       training film (rotated, inverted images)
   layout_distance     Mahalanobis distance of that thumbnail to the training films' (cropped,
                       tiled, shrunk images)
+  orientation         that distance over the smallest distance of the thumbnail turned by 90, 180
+                      or 270 degrees: above ~1, a turned image looks more like an upright film than
+                      the upload does (films on their side or upside down)
   contrast            standard deviation of the enhanced image; flags values BELOW its threshold
   colour              mean chroma of the decoded colour image (films are grey)
 
@@ -42,6 +45,7 @@ REASONS = {
     "features": "the image does not look like the chest films the model was trained on",
     "layout_correlation": "the image is not laid out like a frontal chest film (rotated, inverted or another subject)",
     "layout_distance": "the image is not framed like a chest film (cropped, tiled, shrunk or another subject)",
+    "orientation": "the image looks turned: on its side or upside down",
     "contrast": "the image is nearly uniform",
     "colour": "the image is in colour; X-ray films are grey",
 }
@@ -87,6 +91,17 @@ def correlation_distance(rows: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return 1.0 - (a @ b) / np.maximum(denominator, 1e-12)
 
 
+def orientation_ratio(thumbs: np.ndarray, layout: Gaussian, grid: int) -> np.ndarray:
+    """Distance of each thumbnail to the upright-film Gaussian over the least distance of its 90/180/270-degree turns.
+
+    A likelihood-ratio test of "upright" against "turned": a film's own atypicality cancels out, so
+    an upside-down film stands out although the mean film is nearly symmetric top to bottom.
+    """
+    squares = thumbs.reshape(len(thumbs), grid, grid)
+    turned = [layout.distance(np.rot90(squares, k, axes=(1, 2)).reshape(len(thumbs), -1)) for k in (1, 2, 3)]
+    return layout.distance(thumbs) / np.maximum(np.min(turned, axis=0), 1e-12)
+
+
 def contrast(enhanced: np.ndarray) -> np.ndarray:
     """(N, S, S) or (S, S) uint8 -> (N,) standard deviation in grey levels."""
     batch = enhanced[np.newaxis] if enhanced.ndim == 2 else enhanced
@@ -108,12 +123,16 @@ def statistics(
         offset = float(section["features"]["log_offset"])
         x = np.log(np.maximum(np.asarray(features, np.float64), 0.0) + offset)
         out["features"] = Gaussian(stats["features_mean"], stats["features_whitening"]).distance(x)
-    if "layout_correlation" in checks or "layout_distance" in checks:
-        thumbs = thumbnails(enhanced, int(section["layout_grid"]))
+    if {"layout_correlation", "layout_distance", "orientation"} & set(checks):
+        grid = int(section["layout_grid"])
+        thumbs = thumbnails(enhanced, grid)
+        layout = Gaussian(stats["layout_mean"], stats["layout_whitening"])
         if "layout_correlation" in checks:
             out["layout_correlation"] = correlation_distance(thumbs, stats["layout_mean"])
         if "layout_distance" in checks:
-            out["layout_distance"] = Gaussian(stats["layout_mean"], stats["layout_whitening"]).distance(thumbs)
+            out["layout_distance"] = layout.distance(thumbs)
+        if "orientation" in checks:
+            out["orientation"] = orientation_ratio(thumbs, layout, grid)
     if "contrast" in checks:
         out["contrast"] = contrast(enhanced)
     if "colour" in checks:

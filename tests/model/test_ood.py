@@ -75,6 +75,34 @@ def test_negatives_are_flagged(shipped):
 
 
 @needs_shared
+def test_films_turned_any_way_are_flagged_by_the_orientation_check(shipped, shipped_model_dir: Path):
+    if "orientation" not in OodDetector.from_dir(shipped_model_dir).thresholds:  # type: ignore[union-attr]
+        pytest.skip("the shipped model's OOD fit predates the orientation check")
+    films = sorted((TRAIN_224 / "test_dev" / "NORMAL").glob("*.jpeg"))[:4]
+    films += sorted((TRAIN_224 / "test_dev" / "PNEUMONIA").glob("*.jpeg"))[:4]
+    gray = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in films]
+    upright = shipped([_jpeg(g) for g in gray])
+    assert all(r.in_distribution and r.checks["orientation"] < 1.0 for r in upright)
+    for turns in (1, 2, 3):
+        turned = shipped([_jpeg(np.ascontiguousarray(np.rot90(g, turns))) for g in gray])
+        assert all(r.checks["orientation"] > 1.0 and not r.in_distribution for r in turned), (turns, turned)
+        assert all("the image looks turned: on its side or upside down" in r.reasons for r in turned)
+
+
+def test_orientation_ratio_is_a_likelihood_ratio_of_upright_against_turned():
+    from app.model.ood import Gaussian, orientation_ratio
+
+    grid = 4
+    rng = np.random.default_rng(0)
+    upright = np.linspace(0, 1, grid * grid).reshape(grid, grid)  # a layout with a clear top and bottom
+    films = upright + 0.02 * rng.standard_normal((50, grid, grid))
+    layout = Gaussian(films.reshape(50, -1).mean(0), np.eye(grid * grid) / 0.02)
+    assert (orientation_ratio(films.reshape(50, -1), layout, grid) < 0.2).all()
+    flipped = np.rot90(films, 2, axes=(1, 2)).reshape(50, -1)
+    assert (orientation_ratio(flipped, layout, grid) > 5).all()
+
+
+@needs_shared
 def test_colour_alone_flags_an_otherwise_passing_film(shipped):
     data = (TRAIN_224 / "test_dev" / "NORMAL").glob("*.jpeg").__next__().read_bytes()
     grey, tinted = shipped([data, data], [0.0, 0.3])

@@ -64,3 +64,18 @@ def test_resampling_and_jpeg_keep_shape_and_stay_close():
     out = augment(image, _identity_geometry(resample_p=1.0, jpeg_p=1.0), np.random.default_rng(2))
     assert out.shape == image.shape and out.dtype == np.uint8
     assert 0 < np.abs(out.astype(int) - image).mean() < 40
+
+
+def test_mixup_mixes_films_labels_and_weights_with_one_share():
+    from training.dataset import mixup
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 1, 0, 1, 0, 1, 1], np.float32)
+    weights = np.where(labels == 1, 0.7, 1.8).astype(np.float32)
+    batch = np.broadcast_to(labels[:, None, None, None], (8, 5, 5, 1)).astype(np.float32)  # image == label
+    mixed, mixed_labels, mixed_weights = mixup(batch, labels, weights, 0.2, rng)
+    assert mixed.shape == batch.shape and mixed.dtype == np.float32
+    assert np.allclose(mixed[:, 0, 0, 0], mixed_labels)  # the same share mixed the film and its label
+    share = (mixed_weights - 1.8) / (0.7 - 1.8)  # weights follow the labels: 0.7 for 1, 1.8 for 0
+    assert np.allclose(share, mixed_labels, atol=1e-5)
+    assert ((mixed_labels > 0) & (mixed_labels < 1)).any()  # some pairs really mix

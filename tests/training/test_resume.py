@@ -45,3 +45,27 @@ def test_resuming_with_another_config_is_refused(tmp_path):
     train(tiny_config(tmp_path / "run"), session_epochs=1)
     with pytest.raises(ValueError, match="another config"):
         train(tiny_config(tmp_path / "run", seed=7), session_epochs=1)
+
+
+def test_an_ema_run_resumes_its_average_and_ships_it(tmp_path):
+    """With EMA, the shipped weights are the moving average of the best epoch, not its raw weights;
+    a resumed run keeps averaging from where it stopped (the average travels in the optimizer state)."""
+    import keras
+    import numpy as np
+
+    config = tiny_config(tmp_path / "run", ema_momentum=0.9, mixup_alpha=0.2)
+    train(config, session_epochs=2)
+    last = keras.models.load_model(config.out / "last.keras")
+    average = [keras.ops.convert_to_numpy(v) for v in last.optimizer._model_variables_moving_average]
+    raw = [keras.ops.convert_to_numpy(v) for v in last.trainable_variables]
+    assert any(np.abs(a - r).max() > 1e-6 for a, r in zip(average, raw, strict=True))
+
+    done = train(config)
+    assert done["epochs_run"] == 3
+    best = keras.models.load_model(config.out / "checkpoint.keras")
+    shipped = keras.models.load_model(config.out / "model.keras")
+    layer = "block3_conv"
+    kernel_index = next(i for i, v in enumerate(best.trainable_variables) if v.path == f"{layer}/kernel")
+    ema_kernel = keras.ops.convert_to_numpy(best.optimizer._model_variables_moving_average[kernel_index])
+    assert np.allclose(shipped.get_layer(layer).get_weights()[0], ema_kernel)
+    assert not np.allclose(shipped.get_layer(layer).get_weights()[0], best.get_layer(layer).get_weights()[0])
