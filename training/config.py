@@ -35,6 +35,7 @@ class TrainConfig:
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
     dense_units: int = 64
     dense_dropout: float = 0.4
+    normalization: str = "none"  # "batch": BatchNormalization after each conv (training/model.py)
     min_sensitivity: float = 0.975
     limit: int | None = None  # use only this many images (smoke tests)
     verbose: int = 1
@@ -53,6 +54,8 @@ class TrainConfig:
             raise ValueError("learning rates must be positive")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError("label_smoothing must be in [0, 0.5)")
+        if self.normalization not in ("none", "batch"):
+            raise ValueError("normalization must be none or batch")
         if self.mixup_alpha < 0:
             raise ValueError("mixup_alpha must be >= 0")
         if not 0.0 <= self.ema_momentum < 1.0:

@@ -1,5 +1,9 @@
 """The 7-block CNN: each block is Conv2D -> MaxPool2D -> Dropout; sigmoid output.
 
+With `normalization="batch"` a block is Conv2D (no bias) -> BatchNormalization -> ReLU -> MaxPool2D
+-> Dropout; the exported graph keeps the batch norm as an affine op that onnxruntime fuses into the
+convolution when it loads the model.
+
 The head ends in a linear `logit` Dense layer followed by a sigmoid, so that
 calibration (Platt scaling) can be folded into the logit layer's weights after
 training: the exported model then returns calibrated probabilities by itself.
@@ -25,15 +29,27 @@ def build_model(
     dense_units: int,
     dense_dropout: float,
     weight_decay: float,
+    normalization: str = "none",
 ) -> keras.Model:
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
     for block, (n_filters, rate) in enumerate(zip(filters, dropout, strict=True), start=1):
-        x = layers.Conv2D(
-            n_filters, 3, padding="same", activation="relu",
-            kernel_initializer="he_normal", kernel_regularizer=reg, name=conv_layer_name(block),
-        )(x)
+        if normalization == "batch":
+            x = layers.Conv2D(
+                n_filters, 3, padding="same", use_bias=False,
+                kernel_initializer="he_normal", kernel_regularizer=reg, name=conv_layer_name(block),
+            )(x)
+            # momentum 0.9: at Keras' 0.99 the early validation predictions sat at 1.0 (moving statistics lag)
+            x = layers.BatchNormalization(momentum=0.9, name=f"block{block}_norm")(x)
+            x = layers.Activation("relu", name=f"block{block}_relu")(x)
+        elif normalization == "none":
+            x = layers.Conv2D(
+                n_filters, 3, padding="same", activation="relu",
+                kernel_initializer="he_normal", kernel_regularizer=reg, name=conv_layer_name(block),
+            )(x)
+        else:
+            raise ValueError(f"unknown normalization {normalization!r}: none or batch")
         x = layers.MaxPool2D(2, name=f"block{block}_pool")(x)
         x = layers.Dropout(rate, name=f"block{block}_dropout")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
@@ -45,11 +61,14 @@ def build_model(
 
 
 def gradcam_layer_for(model: keras.Model, min_grid: int = 14) -> str:
-    """The deepest conv layer whose feature map is still at least `min_grid` wide."""
+    """The deepest block activation whose feature map is still at least `min_grid` wide: the conv layer
+    itself (it has the ReLU), or its `_relu` layer when batch norm sits between them."""
     best = None
     for layer in model.layers:
-        if isinstance(layer, layers.Conv2D) and layer.output.shape[1] >= min_grid:
+        is_activation = isinstance(layer, layers.Conv2D) and layer.activation is keras.activations.relu
+        is_activation |= isinstance(layer, layers.Activation) and layer.name.endswith("_relu")
+        if is_activation and layer.output.shape[1] >= min_grid:
             best = layer.name
     if best is None:
-        raise ValueError(f"no conv layer has a {min_grid}x{min_grid} map")
+        raise ValueError(f"no block activation has a {min_grid}x{min_grid} map")
     return best

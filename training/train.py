@@ -141,7 +141,7 @@ def split_samples(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
 def new_model(config: TrainConfig) -> keras.Model:
     model = build_model(
         config.preprocessing.input_size, config.filters, config.dropout, config.dense_units,
-        config.dense_dropout, config.weight_decay,
+        config.dense_dropout, config.weight_decay, config.normalization,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(
