@@ -87,12 +87,17 @@ BEST_CHECKPOINT, LAST_CHECKPOINT = "checkpoint.keras", "last.keras"
 WEIGHTS_ONLY = {BEST_CHECKPOINT: "best.weights.h5", LAST_CHECKPOINT: "last.weights.h5"}
 
 
-def load_best(run_dir: Path, ema: bool) -> keras.Model:
-    """The best checkpoint; with EMA, its moving-average weights (what validation chose it on)."""
-    model = keras.models.load_model(Path(run_dir) / BEST_CHECKPOINT)
+def load_checkpoint(path: Path, ema: bool) -> keras.Model:
+    """A full Keras checkpoint; with EMA, holding its moving-average weights (what validation saw)."""
+    model = keras.models.load_model(path)
     if ema:
         model.optimizer.finalize_variable_values(model.trainable_variables)
     return model
+
+
+def load_best(run_dir: Path, ema: bool) -> keras.Model:
+    """The best checkpoint by validation AUC, as `load_checkpoint`."""
+    return load_checkpoint(Path(run_dir) / BEST_CHECKPOINT, ema)
 
 
 def checkpoint_path(run_dir: Path, name: str) -> Path | None:
