@@ -37,3 +37,34 @@ def test_tiny_study_trains_scores_and_reports(tmp_path):
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "already trained" in (out / "baseline" / "seed1" / "train.log").read_text()[len(log):]
+
+
+def test_an_ema_run_is_scored_on_its_moving_average(tmp_path):
+    """The study must score what validation chose and what would be shipped: the EMA weights."""
+    import keras
+    import numpy as np
+
+    from training.model import LOGIT_LAYER
+    from training.train import load_checkpoint
+
+    out = tmp_path / "study"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "training", "study", "--data", str(TRAIN_224), "--out", str(out),
+               "--recipes", "wide_ema", "--seeds", "1", "--epochs", "2", "--input-size", "128", "--limit", "64"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = out / "wide_ema" / "seed1"
+    scored = np.load(run / "logits_best.npz")["val"]
+
+    def val_logits(model: keras.Model) -> np.ndarray:
+        from app.imaging.preprocess import PreprocessConfig
+        from training.dataset import enhance_all, validation_films
+
+        pre = PreprocessConfig.from_dict(json.loads((run / "run.json").read_text())["config"]["preprocessing"])
+        films, _ = validation_films(run, TRAIN_224, pre)
+        logit = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
+        return logit.predict(enhance_all(films, pre), verbose=0).reshape(-1)
+
+    np.testing.assert_allclose(scored, val_logits(load_checkpoint(run / "checkpoint.keras", ema=True)), atol=1e-4)
+    raw = val_logits(keras.models.load_model(run / "checkpoint.keras"))
+    assert np.abs(scored - raw).max() > 1e-3
