@@ -42,6 +42,8 @@ class AugmentConfig:
     resample_min_scale: float = 0.4
     jpeg_p: float = 0.0  # re-encode as JPEG of random quality
     jpeg_quality: tuple[int, int] = (40, 95)
+    erase_p: float = 0.0  # blank out one random rectangle (random erasing, Zhong et al. 2017)
+    erase_area: tuple[float, float] = (0.02, 0.25)  # its share of the film
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,8 +51,9 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict) -> AugmentConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "jpeg_quality" in known:
-            known["jpeg_quality"] = tuple(known["jpeg_quality"])
+        for key in ("jpeg_quality", "erase_area"):
+            if key in known:
+                known[key] = tuple(known[key])
         return cls(**known)
 
 
@@ -117,8 +120,27 @@ def random_resampling(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Gene
     return image
 
 
+def random_erasing(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Fill one random rectangle with one random grey level, so that no single region (a shoulder, an
+    arm, a film edge: where Grad-CAM looked on new normal films) can carry the answer alone.
+
+    Draws nothing from `rng` when `erase_p` is 0, so recipes without erasing keep their random stream.
+    """
+    if cfg.erase_p <= 0 or rng.random() >= cfg.erase_p:
+        return image
+    h, w = image.shape
+    area = rng.uniform(*cfg.erase_area) * h * w
+    ratio = _log_uniform(rng, 2.0)  # height / width in [1/3, 3]
+    eh, ew = min(h, max(1, round(np.sqrt(area * ratio)))), min(w, max(1, round(np.sqrt(area / ratio))))
+    top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+    out = image.copy()
+    out[top:top + eh, left:left + ew] = np.uint8(rng.integers(0, 256))
+    return out
+
+
 def augment(
     image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, label: int | None = None
 ) -> np.ndarray:
     """One random variant of a uint8 film; `label` (0 NORMAL, 1 PNEUMONIA) only for `zoom_in_normal`."""
-    return random_resampling(random_photometry(random_geometry(image, cfg, rng, label), cfg, rng), cfg, rng)
+    varied = random_resampling(random_photometry(random_geometry(image, cfg, rng, label), cfg, rng), cfg, rng)
+    return random_erasing(varied, cfg, rng)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.augment import AugmentConfig, augment
+from training.augment import AugmentConfig, augment, random_geometry, random_photometry, random_resampling
 
 
 def test_augment_keeps_shape_and_dtype_and_changes_pixels():
@@ -79,3 +79,27 @@ def test_mixup_mixes_films_labels_and_weights_with_one_share():
     share = (mixed_weights - 1.8) / (0.7 - 1.8)  # weights follow the labels: 0.7 for 1, 1.8 for 0
     assert np.allclose(share, mixed_labels, atol=1e-5)
     assert ((mixed_labels > 0) & (mixed_labels < 1)).any()  # some pairs really mix
+
+
+def test_erasing_fills_one_rectangle_with_one_grey_level_and_keeps_the_rest():
+    image = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    cfg = _identity_geometry(erase_p=1.0, erase_area=(0.1, 0.1))
+    out = augment(image, cfg, np.random.default_rng(5))
+    changed = np.argwhere(np.abs(out.astype(int) - image) > 1)
+    assert len(changed) > 0
+    (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+    box = out[top:bottom + 1, left:right + 1]
+    assert len(np.unique(box)) == 1  # one grey level
+    assert 0.05 * image.size <= box.size <= 0.15 * image.size
+    outside = np.ones(image.shape, bool)
+    outside[top:bottom + 1, left:right + 1] = False
+    assert np.abs(out[outside].astype(int) - image[outside]).max() <= 1
+
+
+def test_erasing_off_draws_nothing_so_other_recipes_keep_their_random_stream():
+    image = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    cfg = AugmentConfig(resample_p=0.5, jpeg_p=0.3)
+    plain_rng, rng = np.random.default_rng(11), np.random.default_rng(11)
+    plain = random_resampling(random_photometry(random_geometry(image, cfg, plain_rng), cfg, plain_rng), cfg, plain_rng)
+    np.testing.assert_array_equal(augment(image, cfg, rng), plain)
+    assert rng.random() == plain_rng.random()
