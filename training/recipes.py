@@ -48,6 +48,8 @@ RECIPES: dict[str, dict] = {
     "wider_framing": {"augmentation": replace(_WIDE, zoom=0.4, aspect=0.6, shift=0.15, rotation_deg=15.0)},
     # the shipped recipe plus random erasing of one rectangle (2-25% of the film) in half the films.
     "wide_erasing": {"augmentation": replace(_WIDE, erase_p=0.5)},
+    # the shipped recipe with inverse-propensity weights that make framing independent of the class.
+    "wide_framing_balanced": {"augmentation": _WIDE, "framing_balance": True},
 }
 
 DEFAULT_RECIPE = "framing_resample_wide"

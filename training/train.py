@@ -25,6 +25,7 @@ from training import calibration, metrics
 from training.config import TrainConfig
 from training.data import Sample, class_counts, list_samples, split_by_patient, write_split_lists
 from training.dataset import AugmentedBatches, enhance_all, load_resized, validation_films
+from training.framing_weights import framing_balanced_weights
 from training.model import LOGIT_LAYER, build_model, gradcam_layer_for
 
 
@@ -219,8 +220,16 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
         }
     recorder = RunRecorder(config.out / "run.json", summary)
     class_weight = balanced_class_weight(train_labels)
-    # mixup gives soft labels: the class weights travel as sample weights and mix with them.
-    sample_weights = np.array([class_weight[int(y)] for y in train_labels], np.float32) if config.mixup_alpha else None
+    sample_weights = None
+    if config.framing_balance:  # balances the classes too, so it replaces the class weights
+        sample_weights = framing_balanced_weights(train_images, train_labels)
+        summary["framing_balance"] = {
+            "effective_films": round(float(sample_weights.sum() ** 2 / (sample_weights**2).sum()), 1),
+            "max_weight": round(float(sample_weights.max()), 2),
+            "normal_weight_share": round(float(sample_weights[train_labels == 0].sum() / sample_weights.sum()), 3),
+        }
+    elif config.mixup_alpha:  # soft labels: the class weights travel as sample weights and mix with them
+        sample_weights = np.array([class_weight[int(y)] for y in train_labels], np.float32)
     batches = AugmentedBatches(
         train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed,
         sample_weights=sample_weights, mixup_alpha=config.mixup_alpha,
@@ -233,7 +242,7 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
             validation_data=(val_inputs, val_labels.astype(np.float32)),
             epochs=stop,
             initial_epoch=initial_epoch,
-            class_weight=None if config.mixup_alpha else class_weight,
+            class_weight=None if sample_weights is not None else class_weight,
             callbacks=[*callbacks_for(config, max(summary["history"].get("val_auc", []), default=None)), recorder],
             verbose=config.verbose,
         )

@@ -69,3 +69,11 @@ def test_an_ema_run_resumes_its_average_and_ships_it(tmp_path):
     ema_kernel = keras.ops.convert_to_numpy(best.optimizer._model_variables_moving_average[kernel_index])
     assert np.allclose(shipped.get_layer(layer).get_weights()[0], ema_kernel)
     assert not np.allclose(shipped.get_layer(layer).get_weights()[0], best.get_layer(layer).get_weights()[0])
+
+
+def test_a_framing_balanced_run_trains_on_its_weights_and_records_them(tmp_path):
+    done = train(tiny_config(tmp_path / "run", framing_balance=True))
+    weights = done["framing_balance"]
+    assert 0 < weights["effective_films"] <= done["data"]["train"]["NORMAL"] + done["data"]["train"]["PNEUMONIA"]
+    assert weights["max_weight"] > 1.0 and 0.3 < weights["normal_weight_share"] < 0.7
+    assert 0.0 < done["threshold"] < 1.0
