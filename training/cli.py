@@ -79,6 +79,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deadline-minutes", type=float, default=None, help="stop training at this time; what is stopped resumes on the next run")
     p.add_argument("--limit", type=int, default=None, help="use only this many training films (smoke tests)")
     p.add_argument("--report-only", action="store_true", help="score what is trained, train nothing")
+    p.add_argument("--control", default=None, help="recipe each ensemble's test AUC is compared with, patient-level paired bootstrap (default: none)")
 
 
 def set_threads(n: int) -> None:
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds=tuple(int(s) for s in args.seeds.split(",")), epochs=args.epochs, input_size=args.input_size,
             test_split=args.test_split, parallel=args.parallel, threads=args.threads,
             deadline_s=args.deadline_minutes * 60 if args.deadline_minutes else None, limit=args.limit,
+            control=args.control,
         )
         run_study(plan, train=not args.report_only)
         return 0

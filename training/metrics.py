@@ -119,6 +119,27 @@ def bootstrap_interval(
     return [float(low), float(high)]
 
 
+def paired_bootstrap_difference(
+    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, groups: np.ndarray, metric,
+    n_boot: int = 1000, seed: int = 0,
+) -> dict:
+    """`metric(a) - metric(b)` on the same films, with a 95% interval from resampling whole `groups`
+    (patients) with replacement: both models see the same resample, so what they share cancels."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    unique, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(unique), len(unique))])
+        value = metric(labels[idx], scores_a[idx]) - metric(labels[idx], scores_b[idx])
+        if np.isfinite(value):
+            values.append(value)
+    low, high = np.percentile(values, [2.5, 97.5]) if values else (float("nan"), float("nan"))
+    return {"difference": float(metric(labels, scores_a) - metric(labels, scores_b)),
+            "ci95": [float(low), float(high)], "n_boot": n_boot}
+
+
 def full_report(labels: np.ndarray, probs: np.ndarray, threshold: float, n_boot: int = 1000) -> dict:
     """Everything `python -m training evaluate` prints, intervals included."""
     labels = np.asarray(labels).astype(int)

@@ -26,6 +26,7 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.data import list_samples, read_split_list
+from training.site_calibration import cross_validated
 from training.train import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
@@ -45,6 +46,7 @@ class StudyPlan:
     deadline_s: float | None = None
     min_sensitivity: float = 0.975
     limit: int | None = None  # films of train to use (smoke tests)
+    control: str | None = None  # the recipe every ensemble is compared with (paired patient bootstrap)
 
     def run_dir(self, recipe: str, seed: int) -> Path:
         return self.out / recipe / f"seed{seed}"
@@ -117,7 +119,8 @@ def score_runs(plan: StudyPlan) -> dict:
     model = new_model(config)
     logit_model = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
     scores: dict = {"labels": {"val": np.array([s.label for s in val_samples]),
-                               "test": np.array([s.label for s in test_samples])}, "runs": {}}
+                               "test": np.array([s.label for s in test_samples])},
+                    "test_patients": [s.patient for s in test_samples], "runs": {}}
     for recipe in plan.recipes:
         for seed in plan.seeds:
             run_dir = plan.run_dir(recipe, seed)
@@ -179,8 +182,43 @@ def summarise(plan: StudyPlan, scores: dict) -> list[dict]:
                 mean_val = np.mean([r["val"] for r in runs], axis=0)
                 mean_test = np.mean([r["test"] for r in runs], axis=0)
                 row["ensemble"] = judge(mean_val, mean_test, scores["labels"], plan.min_sensitivity)
+                # what `python -m training calibrate` on the test site would give on its new films
+                row["ensemble"]["site_calibrated"] = cross_validated(
+                    mean_test, scores["labels"]["test"], scores["test_patients"], "platt", plan.min_sensitivity)
             rows.append(row)
+    if plan.control:
+        compare_with_control(plan, scores, rows)
     return rows
+
+
+def ensemble_test_logits(plan: StudyPlan, scores: dict, recipe: str, ckpt: str) -> np.ndarray | None:
+    runs = [scores["runs"][(recipe, s, ckpt)] for s in plan.seeds if (recipe, s, ckpt) in scores["runs"]]
+    return np.mean([r["test"] for r in runs], axis=0) if len(runs) > 1 else None
+
+
+def compare_with_control(plan: StudyPlan, scores: dict, rows: list[dict]) -> None:
+    """Each ensemble's test ROC AUC minus the control recipe's, on the same films, with a 95% interval
+    from resampling test patients: whether a candidate's gain is more than the test set's noise."""
+    for row in rows:
+        control = ensemble_test_logits(plan, scores, plan.control, row["checkpoint"])
+        own = ensemble_test_logits(plan, scores, row["recipe"], row["checkpoint"])
+        if control is None or own is None or row["recipe"] == plan.control:
+            continue
+        row["ensemble"]["test_auc_minus_control"] = metrics.paired_bootstrap_difference(
+            scores["labels"]["test"], own, control, np.asarray(scores["test_patients"]), metrics.roc_auc)
+
+
+def _site(ensemble: dict) -> str:
+    site = ensemble["site_calibrated"]
+    return " / ".join(f"{100 * site[k]:.1f}" for k in ("accuracy", "sensitivity", "specificity"))
+
+
+def _versus(ensemble: dict) -> str:
+    versus = ensemble.get("test_auc_minus_control")
+    if versus is None:
+        return "-"
+    low, high = versus["ci95"]
+    return f"{versus['difference']:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
 def render(plan: StudyPlan, rows: list[dict]) -> str:
@@ -194,13 +232,14 @@ def render(plan: StudyPlan, rows: list[dict]) -> str:
         f"validation only; test = `{plan.test_split}`. Mean ± sd over seeds; `ens` = the seeds' mean logit.",
         "",
         "| recipe | ckpt | val AUC | test AUC | test sens % | test spec % | test acc % | test ECE | "
-        "ens test AUC | ens spec % | ens acc % | ens ECE |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "ens test AUC | ens spec % | ens acc % | ens ECE | ens site-calibrated acc / sens / spec % | "
+        f"ens AUC - {plan.control or 'control'} (95% CI) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in rows:
         e = r.get("ensemble")
         ens = (f"{e['test_auc']:.3f} | {100 * e['test_specificity']:.1f} | {100 * e['test_accuracy']:.1f} | "
-               f"{e['test_ece']:.3f}") if e else "- | - | - | -"
+               f"{e['test_ece']:.3f} | {_site(e)} | {_versus(e)}") if e else "- | - | - | - | - | -"
         lines.append(
             f"| {r['recipe']} | {r['checkpoint']} | {ms(r['val_auc'])} | {ms(r['test_auc'])} | "
             f"{ms(r['test_sensitivity'], True)} | {ms(r['test_specificity'], True)} | "
@@ -210,6 +249,8 @@ def render(plan: StudyPlan, rows: list[dict]) -> str:
 
 
 def run_study(plan: StudyPlan, train: bool = True) -> list[dict]:
+    if plan.control and plan.control not in plan.recipes:
+        raise ValueError(f"the control {plan.control!r} must be one of the study's recipes")
     plan.out.mkdir(parents=True, exist_ok=True)
     if train:
         train_all(plan)

@@ -68,3 +68,18 @@ def test_threshold_is_the_highest_that_keeps_the_sensitivity_floor():
     assert threshold == pytest.approx((0.55 + 0.5) / 2)  # halfway to the next lower score
     assert metrics.threshold_metrics(labels, probs, threshold)["recall"] >= 0.9
     assert metrics.threshold_metrics(labels, probs, 0.55 + 1e-6)["recall"] < 0.9
+
+
+def test_paired_bootstrap_difference_cancels_what_two_models_share():
+    from training.metrics import paired_bootstrap_difference, roc_auc
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 100)
+    groups = np.arange(200) // 2  # two films a patient
+    weak = labels + rng.normal(0, 1.5, 200)
+    same = paired_bootstrap_difference(labels, weak, weak, groups, roc_auc, n_boot=200)
+    assert same["difference"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    strong = labels + rng.normal(0, 0.3, 200)
+    better = paired_bootstrap_difference(labels, strong, weak, groups, roc_auc, n_boot=200)
+    assert better["difference"] == pytest.approx(roc_auc(labels, strong) - roc_auc(labels, weak))
+    assert 0.0 < better["ci95"][0] <= better["difference"] <= better["ci95"][1]

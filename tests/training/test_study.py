@@ -17,7 +17,7 @@ def test_tiny_study_trains_scores_and_reports(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "training", "study", "--data", str(TRAIN_224), "--out", str(out),
                "--recipes", "baseline,framing", "--seeds", "1,2", "--epochs", "1", "--input-size", "128",
-               "--limit", "64", "--parallel", "2", "--threads", "1"]
+               "--limit", "64", "--parallel", "2", "--threads", "1", "--control", "baseline"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     study = json.loads((out / "study.json").read_text())
@@ -26,7 +26,27 @@ def test_tiny_study_trains_scores_and_reports(tmp_path):
     for row in rows.values():
         assert row["seeds"] == 2 and len(row["test_auc"]["values"]) == 2
         assert 0.0 <= row["ensemble"]["test_auc"] <= 1.0
+        site = row["ensemble"]["site_calibrated"]
+        assert all(0.0 <= site[k] <= 1.0 for k in ("accuracy", "sensitivity", "specificity"))
+    # Each candidate's ensemble is compared with the control's on the same test films.
+    versus = rows[("framing", "best")]["ensemble"]["test_auc_minus_control"]
+    import numpy as np
+
+    from training.data import list_samples
+    from training.metrics import roc_auc
+
+    labels = np.array([s.label for s in list_samples(TRAIN_224 / "test_dev")])
+
+    def ensemble_auc(recipe: str) -> float:  # on the raw mean logit (calibration can flip a 1-epoch model)
+        logits = [np.load(out / recipe / f"seed{s}" / "logits_best.npz")["test"] for s in (1, 2)]
+        return roc_auc(labels, np.mean(logits, axis=0))
+
+    expected = ensemble_auc("framing") - ensemble_auc("baseline")
+    assert abs(versus["difference"] - expected) < 1e-9
+    assert versus["ci95"][0] <= versus["ci95"][1]
+    assert "test_auc_minus_control" not in rows[("baseline", "best")]["ensemble"]
     table = (out / "STUDY.md").read_text()
+    assert "ens AUC - baseline (95% CI)" in table
     assert "| baseline | best |" in table and "| framing | last |" in table
     # Every run shares the patient-level validation split.
     splits = {(out / r / f"seed{s}" / "splits" / "val.txt").read_text() for r in ("baseline", "framing")
