@@ -181,13 +181,14 @@ def summarise(plan: StudyPlan, scores: dict) -> list[dict]:
             if len(runs) > 1:
                 mean_val = np.mean([r["val"] for r in runs], axis=0)
                 mean_test = np.mean([r["test"] for r in runs], axis=0)
-                row["ensemble"] = judge(mean_val, mean_test, scores["labels"], plan.min_sensitivity)
+                ensemble = judge(mean_val, mean_test, scores["labels"], plan.min_sensitivity)
                 # what `python -m training calibrate` on the test site would give on its new films
-                row["ensemble"]["site_calibrated"] = cross_validated(
+                ensemble["site_calibrated"] = cross_validated(
                     mean_test, scores["labels"]["test"], scores["test_patients"], "platt", plan.min_sensitivity)
+                row["ensemble"] = ensemble
             rows.append(row)
     if plan.control:
-        compare_with_control(plan, scores, rows)
+        compare_with_control(plan, scores, rows, plan.control)
     return rows
 
 
@@ -196,13 +197,13 @@ def ensemble_test_logits(plan: StudyPlan, scores: dict, recipe: str, ckpt: str) 
     return np.mean([r["test"] for r in runs], axis=0) if len(runs) > 1 else None
 
 
-def compare_with_control(plan: StudyPlan, scores: dict, rows: list[dict]) -> None:
+def compare_with_control(plan: StudyPlan, scores: dict, rows: list[dict], control_recipe: str) -> None:
     """Each ensemble's test ROC AUC minus the control recipe's, on the same films, with a 95% interval
     from resampling test patients: whether a candidate's gain is more than the test set's noise."""
     for row in rows:
-        control = ensemble_test_logits(plan, scores, plan.control, row["checkpoint"])
+        control = ensemble_test_logits(plan, scores, control_recipe, row["checkpoint"])
         own = ensemble_test_logits(plan, scores, row["recipe"], row["checkpoint"])
-        if control is None or own is None or row["recipe"] == plan.control:
+        if control is None or own is None or row["recipe"] == control_recipe:
             continue
         row["ensemble"]["test_auc_minus_control"] = metrics.paired_bootstrap_difference(
             scores["labels"]["test"], own, control, np.asarray(scores["test_patients"]), metrics.roc_auc)
