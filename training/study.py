@@ -100,8 +100,9 @@ def _films(paths: list[Path], pre: PreprocessConfig) -> np.ndarray:
 def score_runs(plan: StudyPlan) -> dict:
     """Raw logits of each run's checkpoints on validation and test films: {run: {ckpt: (val, test)}}.
 
-    One logit model is built once and each checkpoint's weights are loaded into it, so
-    the prediction function is compiled once, not once per checkpoint.
+    One logit model is built per architecture (batch-norm recipes differ) and each checkpoint's
+    weights are loaded into it, so a prediction function is compiled once per architecture, not
+    once per checkpoint.
     """
     import keras
 
@@ -116,8 +117,16 @@ def score_runs(plan: StudyPlan) -> dict:
     config = TrainConfig.from_dict(json.loads((first / "run.json").read_text())["config"])
     val_x = _films([s.path for s in val_samples], config.preprocessing)  # the runs' own chain
     test_x = _films([s.path for s in test_samples], config.preprocessing)
-    model = new_model(config)
-    logit_model = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
+    models: dict[str, tuple] = {}
+
+    def model_for(run_config: TrainConfig) -> tuple:
+        """(model, logit model) of this run's architecture, built once."""
+        key = json.dumps([run_config.filters, run_config.dropout, run_config.dense_units, run_config.normalization])
+        if key not in models:
+            model = new_model(run_config)
+            models[key] = (model, keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output))
+        return models[key]
+
     scores: dict = {"labels": {"val": np.array([s.label for s in val_samples]),
                                "test": np.array([s.label for s in test_samples])},
                     "test_patients": [s.patient for s in test_samples], "runs": {}}
@@ -127,6 +136,10 @@ def score_runs(plan: StudyPlan) -> dict:
             if (run_dir / "splits" / "val.txt").read_text() != (first / "splits" / "val.txt").read_text():
                 raise ValueError(f"{run_dir} was validated on another split")
             run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+            run_config = TrainConfig.from_dict(run["config"]) if "config" in run else config
+            if run_config.preprocessing != config.preprocessing:
+                raise ValueError(f"{run_dir} uses another preprocessing chain than {first}")
+            model, logit_model = model_for(run_config)
             for ckpt in CHECKPOINTS:
                 file = checkpoint_path(run_dir, CHECKPOINTS[ckpt])
                 if file is None:

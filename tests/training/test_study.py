@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO, TRAIN_224, needs_shared
 
@@ -59,8 +60,9 @@ def test_tiny_study_trains_scores_and_reports(tmp_path):
     assert "already trained" in (out / "baseline" / "seed1" / "train.log").read_text()[len(log):]
 
 
-def test_an_ema_run_is_scored_on_its_moving_average(tmp_path):
-    """The study must score what validation chose and what would be shipped: the EMA weights."""
+def test_an_ema_run_is_scored_on_its_moving_average_and_a_batch_norm_run_on_its_own_architecture(tmp_path):
+    """The study must score what validation chose and what would be shipped: the EMA weights; and a
+    study mixing plain and batch-norm recipes scores each run with its own architecture."""
     import keras
     import numpy as np
 
@@ -70,13 +72,14 @@ def test_an_ema_run_is_scored_on_its_moving_average(tmp_path):
     out = tmp_path / "study"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "training", "study", "--data", str(TRAIN_224), "--out", str(out),
-               "--recipes", "wide_ema", "--seeds", "1", "--epochs", "2", "--input-size", "128", "--limit", "64"]
+               "--recipes", "wide_ema,wide_batchnorm", "--seeds", "1", "--epochs", "2", "--input-size", "128",
+               "--limit", "64", "--parallel", "2", "--threads", "1"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     run = out / "wide_ema" / "seed1"
     scored = np.load(run / "logits_best.npz")["val"]
 
-    def val_logits(model: keras.Model) -> np.ndarray:
+    def val_logits(model: keras.Model, run: Path = run) -> np.ndarray:
         from app.imaging.preprocess import PreprocessConfig
         from training.dataset import enhance_all, validation_films
 
@@ -88,3 +91,8 @@ def test_an_ema_run_is_scored_on_its_moving_average(tmp_path):
     np.testing.assert_allclose(scored, val_logits(load_checkpoint(run / "checkpoint.keras", ema=True)), atol=1e-4)
     raw = val_logits(keras.models.load_model(run / "checkpoint.keras"))
     assert np.abs(scored - raw).max() > 1e-3
+
+    batch_norm = out / "wide_batchnorm" / "seed1"
+    np.testing.assert_allclose(np.load(batch_norm / "logits_best.npz")["val"],
+                               val_logits(keras.models.load_model(batch_norm / "checkpoint.keras"), batch_norm),
+                               atol=1e-4)
