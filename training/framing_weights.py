@@ -19,6 +19,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from training.calibration import sigmoid
+
 FRAMING_FEATURES = (
     "top_grey", "bottom_grey", "left_grey", "right_grey",
     "top_body", "bottom_body", "left_body", "right_body", "body",
@@ -37,26 +39,27 @@ def framing_features(image: np.ndarray) -> np.ndarray:
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 30) -> np.ndarray:
-    """L2-penalised logistic regression by Newton's method; returns the weights with the bias last."""
+    """L2-penalised logistic regression by Newton's method; returns the weights with the bias last.
+
+    `calibration.fit_platt` is the one-feature case with a prior on the slope; this needs nine
+    features, and the project has no scikit-learn to do it.
+    """
     a = np.hstack([x, np.ones((len(x), 1))]).astype(np.float64)
     w = np.zeros(a.shape[1])
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-a @ w))
+        p = sigmoid(a @ w)
         gradient = a.T @ (p - y) + l2 * w
         hessian = (a * (p * (1 - p))[:, None]).T @ a + l2 * np.eye(len(w))
         w -= np.linalg.solve(hessian, gradient)
     return w
 
 
-def predict_logistic(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(np.hstack([x, np.ones((len(x), 1))]) @ w)))
-
-
 def framing_propensity(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """p(pneumonia | framing) of each film, from a logistic regression on the standardised features."""
     scale = features.std(axis=0)
     z = (features - features.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
-    return predict_logistic(fit_logistic(z, labels.astype(np.float64)), z)
+    w = fit_logistic(z, labels.astype(np.float64))
+    return sigmoid(z @ w[:-1] + w[-1])
 
 
 def framing_balanced_weights(images: np.ndarray, labels: np.ndarray, clip: float = 0.05) -> np.ndarray:

@@ -117,11 +117,11 @@ def score_runs(plan: StudyPlan) -> dict:
     config = TrainConfig.from_dict(json.loads((first / "run.json").read_text())["config"])
     val_x = _films([s.path for s in val_samples], config.preprocessing)  # the runs' own chain
     test_x = _films([s.path for s in test_samples], config.preprocessing)
-    models: dict[str, tuple] = {}
+    models: dict[tuple, tuple] = {}
 
     def model_for(run_config: TrainConfig) -> tuple:
         """(model, logit model) of this run's architecture, built once."""
-        key = json.dumps([run_config.filters, run_config.dropout, run_config.dense_units, run_config.normalization])
+        key = (run_config.filters, run_config.dropout, run_config.dense_units, run_config.normalization)
         if key not in models:
             model = new_model(run_config)
             models[key] = (model, keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output))
@@ -176,6 +176,7 @@ def judge(val_logits: np.ndarray, test_logits: np.ndarray, labels: dict, min_sen
 
 def summarise(plan: StudyPlan, scores: dict) -> list[dict]:
     rows = []
+    ensemble_logits: dict[tuple[str, str], np.ndarray] = {}  # (recipe, checkpoint) -> the seeds' mean test logit
     keys = ("val_auc", "test_auc", "test_sensitivity", "test_specificity", "test_accuracy", "test_ece",
             "test_normal_mean_p")
     for recipe in plan.recipes:
@@ -199,23 +200,21 @@ def summarise(plan: StudyPlan, scores: dict) -> list[dict]:
                 ensemble["site_calibrated"] = cross_validated(
                     mean_test, scores["labels"]["test"], scores["test_patients"], "platt", plan.min_sensitivity)
                 row["ensemble"] = ensemble
+                ensemble_logits[(recipe, ckpt)] = mean_test
             rows.append(row)
     if plan.control:
-        compare_with_control(plan, scores, rows, plan.control)
+        compare_with_control(rows, ensemble_logits, scores, plan.control)
     return rows
 
 
-def ensemble_test_logits(plan: StudyPlan, scores: dict, recipe: str, ckpt: str) -> np.ndarray | None:
-    runs = [scores["runs"][(recipe, s, ckpt)] for s in plan.seeds if (recipe, s, ckpt) in scores["runs"]]
-    return np.mean([r["test"] for r in runs], axis=0) if len(runs) > 1 else None
-
-
-def compare_with_control(plan: StudyPlan, scores: dict, rows: list[dict], control_recipe: str) -> None:
+def compare_with_control(
+    rows: list[dict], ensemble_logits: dict[tuple[str, str], np.ndarray], scores: dict, control_recipe: str
+) -> None:
     """Each ensemble's test ROC AUC minus the control recipe's, on the same films, with a 95% interval
     from resampling test patients: whether a candidate's gain is more than the test set's noise."""
     for row in rows:
-        control = ensemble_test_logits(plan, scores, control_recipe, row["checkpoint"])
-        own = ensemble_test_logits(plan, scores, row["recipe"], row["checkpoint"])
+        control = ensemble_logits.get((control_recipe, row["checkpoint"]))
+        own = ensemble_logits.get((row["recipe"], row["checkpoint"]))
         if control is None or own is None or row["recipe"] == control_recipe:
             continue
         row["ensemble"]["test_auc_minus_control"] = metrics.paired_bootstrap_difference(

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from tests.conftest import REPO, TRAIN_224, needs_shared
+from training.data import list_samples
+from training.metrics import roc_auc
 
 pytestmark = needs_shared
 
@@ -31,11 +35,6 @@ def test_tiny_study_trains_scores_and_reports(tmp_path):
         assert all(0.0 <= site[k] <= 1.0 for k in ("accuracy", "sensitivity", "specificity"))
     # Each candidate's ensemble is compared with the control's on the same test films.
     versus = rows[("framing", "best")]["ensemble"]["test_auc_minus_control"]
-    import numpy as np
-
-    from training.data import list_samples
-    from training.metrics import roc_auc
-
     labels = np.array([s.label for s in list_samples(TRAIN_224 / "test_dev")])
 
     def ensemble_auc(recipe: str) -> float:  # on the raw mean logit (calibration can flip a 1-epoch model)
@@ -64,7 +63,6 @@ def test_an_ema_run_is_scored_on_its_moving_average_and_a_batch_norm_run_on_its_
     """The study must score what validation chose and what would be shipped: the EMA weights; and a
     study mixing plain and batch-norm recipes scores each run with its own architecture."""
     import keras
-    import numpy as np
 
     from training.model import LOGIT_LAYER
     from training.train import load_checkpoint
