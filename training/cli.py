@@ -7,6 +7,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_HOME", str(Path(".keras-home").resolve()))
@@ -24,7 +28,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=d.split, help="split folder to train on; validation is carved from it BY PATIENT (default: %(default)s)")
     p.add_argument("--out", type=Path, default=d.out, help="run folder for logs, checkpoints, split lists (default: %(default)s)")
     p.add_argument("--export-to", type=Path, default=Path("models"), help="export the trained model here (ONNX, Keras, card, plots); 'none' to skip (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of the warm-up + cosine schedule; the best by validation AUC is kept (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help=f"epochs of the warm-up + cosine schedule; the best by validation AUC is kept (default: the recipe's, else {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak Adam learning rate of the warm-up + cosine schedule (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES), help="augmentation/loss recipe, see training/recipes.py (default: %(default)s)")
@@ -71,7 +75,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="one resumable run folder per recipe and seed, and STUDY.md (default: %(default)s)")
     p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated names from training/recipes.py (default: all)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=22, help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="every run's epochs (default: each recipe's own, else 22)")
     p.add_argument("--input-size", type=int, default=224, help="screen cheaply at 128, confirm at 224 (default: %(default)s)")
     p.add_argument("--test-split", default="test_dev", help="split folder the recipes are compared on, never trained on (default: %(default)s)")
     p.add_argument("--parallel", type=int, default=1, help="training processes at once (default: %(default)s)")
@@ -151,21 +155,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """`train`'s config: the recipe's overrides, then the command line's options. `--epochs` replaces
+    the recipe's epochs only when it is given."""
+    from app.imaging.preprocess import PreprocessConfig
+    from training.config import TrainConfig
+
+    return TrainConfig.for_recipe(
+        args.recipe, data=args.data, split=args.split, out=args.out,
+        **({"epochs": args.epochs} if args.epochs is not None else {}),
+        batch_size=args.batch_size, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
+        min_sensitivity=args.min_sensitivity, seed=args.seed, split_seed=args.split_seed, limit=args.limit,
+        verbose=2 if args.quiet else 1,
+        preprocessing=PreprocessConfig(input_size=args.input_size, border_crop=args.border_crop),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from app.imaging.preprocess import PreprocessConfig
-        from training.config import TrainConfig
         from training.train_ensemble import train_ensemble
 
         set_threads(args.threads)
-        config = TrainConfig.for_recipe(
-            args.recipe, data=args.data, split=args.split, out=args.out, epochs=args.epochs,
-            batch_size=args.batch_size, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
-            min_sensitivity=args.min_sensitivity, seed=args.seed, split_seed=args.split_seed, limit=args.limit,
-            verbose=2 if args.quiet else 1,
-            preprocessing=PreprocessConfig(input_size=args.input_size, border_crop=args.border_crop),
-        )
+        config = train_config(args)
         train_ensemble(config, args.members)
         if str(args.export_to).lower() != "none":
             from training.export import export_run

@@ -38,7 +38,7 @@ class StudyPlan:
     out: Path
     recipes: tuple[str, ...]
     seeds: tuple[int, ...]
-    epochs: int
+    epochs: int | None  # None: each recipe's own (training/recipes.py), else TrainConfig's
     input_size: int
     test_split: str = "test_dev"
     parallel: int = 1
@@ -55,7 +55,8 @@ class StudyPlan:
 def _train_command(plan: StudyPlan, recipe: str, seed: int) -> list[str]:
     return [
         sys.executable, "-m", "training", "train", "--data", str(plan.data), "--recipe", recipe,
-        "--seed", str(seed), "--epochs", str(plan.epochs), "--input-size", str(plan.input_size),
+        "--seed", str(seed), *(["--epochs", str(plan.epochs)] if plan.epochs is not None else []),
+        "--input-size", str(plan.input_size),
         "--out", str(plan.run_dir(recipe, seed)), "--export-to", "none", "--quiet",
         "--threads", str(plan.threads), "--min-sensitivity", str(plan.min_sensitivity),
         *(["--limit", str(plan.limit)] if plan.limit else []),
@@ -240,7 +241,8 @@ def render(plan: StudyPlan, rows: list[dict]) -> str:
         return f"{cell['mean'] * f:.{1 if pct else 3}f} ± {cell['sd'] * f:.{1 if pct else 3}f}"
 
     lines = [
-        f"Recipe study: {len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}), {plan.epochs} epochs, "
+        f"Recipe study: {len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}), "
+        f"{'each recipe its own epochs' if plan.epochs is None else f'{plan.epochs} epochs'}, "
         f"{plan.input_size} px; calibration and threshold (sensitivity >= {plan.min_sensitivity}) fitted on "
         f"validation only; test = `{plan.test_split}`. Mean ± sd over seeds; `ens` = the seeds' mean logit.",
         "",

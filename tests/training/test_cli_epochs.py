@@ -1,0 +1,42 @@
+"""A recipe may set its own epochs; `--epochs` replaces them only when given (train and study)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.cli import build_parser, train_config
+from training.config import TrainConfig
+from training.study import StudyPlan, _train_command
+
+
+@pytest.mark.parametrize(
+    ("argv", "epochs"),
+    [
+        (["train", "--recipe", "wide_long"], 40),
+        (["train", "--recipe", "wide_long", "--epochs", "3"], 3),
+        (["train", "--recipe", "framing_resample_wide"], TrainConfig().epochs),
+        (["train", "--recipe", "framing_resample_wide", "--epochs", "5"], 5),
+    ],
+)
+def test_train_epochs_come_from_the_recipe_unless_given(argv: list[str], epochs: int) -> None:
+    assert train_config(build_parser().parse_args(argv)).epochs == epochs
+
+
+def test_train_keeps_the_recipes_other_overrides() -> None:
+    config = train_config(build_parser().parse_args(["train", "--recipe", "wide_less_dropout", "--epochs", "2"]))
+    assert config.dropout == TrainConfig.for_recipe("wide_less_dropout").dropout != TrainConfig().dropout
+
+
+@pytest.mark.parametrize(("epochs", "passed"), [(None, None), (7, "7")])
+def test_study_passes_epochs_only_when_given(epochs: int | None, passed: str | None) -> None:
+    plan = StudyPlan(
+        data=Path("data"), out=Path("out"), recipes=("wide_long",), seeds=(1,), epochs=epochs, input_size=64
+    )
+    command = _train_command(plan, "wide_long", 1)
+    given = command[command.index("--epochs") + 1] if "--epochs" in command else None
+    assert given == passed
+    if epochs is None:
+        config = train_config(build_parser().parse_args(command[command.index("train"):]))
+        assert config.epochs == 40
