@@ -54,6 +54,8 @@ RECIPES: dict[str, dict] = {
     # the shipped recipe trained for 40 epochs instead of 22: with this much augmentation the training
     # AUC (0.984) still ends below the validation AUC, so the model may be under-trained.
     "wide_long": {"augmentation": _WIDE, "epochs": 40},
+    # the same for 60 epochs: does the trend go on?
+    "wide_longer": {"augmentation": _WIDE, "epochs": 60},
     # the shipped recipe with half the dropout: the other answer to the same under-fitting.
     "wide_less_dropout": {
         "augmentation": _WIDE, "dropout": (0.0, 0.025, 0.05, 0.05, 0.075, 0.1, 0.125), "dense_dropout": 0.2,
