@@ -56,6 +56,11 @@ RECIPES: dict[str, dict] = {
     "wide_long": {"augmentation": _WIDE, "epochs": 40},
     # the same for 60 epochs: does the trend go on?
     "wide_longer": {"augmentation": _WIDE, "epochs": 60},
+    # both answers to the under-fitting at once: 40 epochs and half the dropout.
+    "wide_long_less_dropout": {
+        "augmentation": _WIDE, "epochs": 40, "dropout": (0.0, 0.025, 0.05, 0.05, 0.075, 0.1, 0.125),
+        "dense_dropout": 0.2,
+    },
     # the shipped recipe with half the dropout: the other answer to the same under-fitting.
     "wide_less_dropout": {
         "augmentation": _WIDE, "dropout": (0.0, 0.025, 0.05, 0.05, 0.075, 0.1, 0.125), "dense_dropout": 0.2,
