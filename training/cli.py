@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift|ood`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift|ood|compare`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -140,6 +140,13 @@ def _add_ood(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--film-negatives", type=int, default=200, help="negatives per transformed-film kind (default: %(default)s)")
 
 
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="two models' predictions.csv (from evaluate) on the same films: ROC AUC of each, A minus B with a patient-level paired bootstrap interval")
+    p.add_argument("a", type=Path, help="predictions.csv of model A")
+    p.add_argument("b", type=Path, help="predictions.csv of model B, on the same films")
+    p.add_argument("--bootstrap", type=int, default=1000, help="patient resamples for the 95%% interval (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_shift(sub)
     _add_ood(sub)
+    _add_compare(sub)
     return parser
 
 
@@ -195,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             control=args.control,
         )
         run_study(plan, train=not args.report_only)
+        return 0
+    if args.command == "compare":
+        from training.compare import compare_predictions
+
+        print(json.dumps(compare_predictions(args.a, args.b, n_boot=args.bootstrap), indent=2))
         return 0
     if args.command == "ensemble":
         from training.train_ensemble import join_members
