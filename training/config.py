@@ -31,6 +31,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mix pairs of films in each batch, weight ~ Beta(alpha, alpha)
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship Adam's moving average of the weights
+    # > 0: also learn normal / bacterial / viral (from the file names) through an auxiliary head with
+    # this loss weight; the head is dropped before calibration, so the shipped model is unchanged in form.
+    subtype_weight: float = 0.0
     framing_balance: bool = False  # weigh films so framing cannot predict the class (training/framing_weights.py)
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
@@ -59,6 +62,10 @@ class TrainConfig:
             raise ValueError("normalization must be none or batch")
         if self.mixup_alpha < 0:
             raise ValueError("mixup_alpha must be >= 0")
+        if self.subtype_weight < 0:
+            raise ValueError("subtype_weight must be >= 0")
+        if self.subtype_weight > 0 and self.mixup_alpha > 0:
+            raise ValueError("mixup cannot mix the subtype head's class indices: use one or the other")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError("ema_momentum must be in [0, 1)")
 

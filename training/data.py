@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")
+# The Kermany films also name the pneumonia's cause (`personNNN_bacteria_MMM`, `personNNN_virus_MMM`):
+# the classes of the optional auxiliary head (`TrainConfig.subtype_weight`).
+SUBTYPE_NAMES = ("normal", "bacterial", "viral")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 
 _PATIENT_PATTERNS = (
@@ -35,6 +38,11 @@ class Sample:
     def patient(self) -> str:
         return patient_id(self.path.name)
 
+    @property
+    def subtype(self) -> int:
+        """0 normal, 1 bacterial, 2 viral (an index into `SUBTYPE_NAMES`)."""
+        return pneumonia_subtype(self.path.name, self.label)
+
 
 def patient_id(file_name: str) -> str:
     """The patient a film belongs to; unknown names count as their own patient."""
@@ -44,6 +52,17 @@ def patient_id(file_name: str) -> str:
         if match:
             return match.group(1).lower()
     return stem.lower()
+
+
+def pneumonia_subtype(file_name: str, label: int) -> int:
+    """The film's `SUBTYPE_NAMES` index, from its label and, for pneumonia, its name."""
+    if label == 0:
+        return 0
+    stem = Path(file_name).stem.lower()
+    for index, cause in ((1, "bacteria"), (2, "virus")):
+        if f"_{cause}" in stem:
+            return index
+    raise ValueError(f"{file_name}: a pneumonia film's name must say bacteria or virus to train the subtype head")
 
 
 def list_samples(split_dir: Path) -> list[Sample]:

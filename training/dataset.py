@@ -18,6 +18,7 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig, Preprocessor, to_batch
 from training.augment import AugmentConfig, augment
 from training.data import Sample, read_split_list
+from training.model import PROBABILITY_OUTPUT, SUBTYPE_OUTPUT
 
 
 def load_resized(samples: list[Sample], config: PreprocessConfig, workers: int = 2) -> np.ndarray:
@@ -57,6 +58,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         seed: int,
         sample_weights: np.ndarray | None = None,
         mixup_alpha: float = 0.0,
+        subtypes: np.ndarray | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images, labels.astype(np.float32)
@@ -66,6 +68,10 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.augmentation = augmentation
         self.seed = seed
         self.mixup_alpha = mixup_alpha
+        self.subtypes = subtypes
+        if subtypes is not None and (sample_weights is None or mixup_alpha > 0):
+            raise ValueError("the subtype head needs sample weights (Keras' class_weight takes one output) "
+                             "and no mixup (its class indices cannot mix)")
         if mixup_alpha > 0 and sample_weights is None:
             raise ValueError("mixup mixes the sample weights too: pass sample_weights "
                              "(Keras' class_weight needs hard labels)")
@@ -94,9 +100,19 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.sample_weights is None:
             return batch, labels
         weights = self.sample_weights[idx]
+        if self.subtypes is not None:
+            both = {PROBABILITY_OUTPUT: weights, SUBTYPE_OUTPUT: weights}  # a film weighs alike in both losses
+            return batch, model_targets(labels, self.subtypes[idx]), both
         if self.mixup_alpha > 0:
             batch, labels, weights = mixup(batch, labels, weights, self.mixup_alpha, rng)
         return batch, labels, weights
+
+
+def model_targets(labels: np.ndarray, subtypes: np.ndarray | None) -> np.ndarray | dict[str, np.ndarray]:
+    """What Keras fits against: the labels, or one array per output when the model has the subtype head."""
+    if subtypes is None:
+        return labels
+    return {PROBABILITY_OUTPUT: labels.astype(np.float32), SUBTYPE_OUTPUT: subtypes}
 
 
 def mixup(

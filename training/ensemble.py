@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from training.model import INPUT_NAME, LOGIT_LAYER
+from training.model import INPUT_NAME, LOGIT_LAYER, PROBABILITY_OUTPUT
 
 MEAN_LAYER = "member_mean"
 
@@ -57,7 +57,7 @@ def build_ensemble(members: list[keras.Model]) -> keras.Model:
     logits = [_member_logit(m, inputs, member_prefix(k)) for k, m in enumerate(members, start=1)]
     mean = layers.Average(name=MEAN_LAYER)(logits)
     logit = layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros", name=LOGIT_LAYER)(mean)
-    outputs = layers.Activation("sigmoid", dtype="float32", name="probability")(logit)
+    outputs = layers.Activation("sigmoid", dtype="float32", name=PROBABILITY_OUTPUT)(logit)
     return keras.Model(inputs, outputs, name=f"chest_xray_cnn_ensemble{len(members)}")
 
 

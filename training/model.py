@@ -16,6 +16,8 @@ from keras import layers
 
 INPUT_NAME = "image"
 LOGIT_LAYER = "logit"
+PROBABILITY_OUTPUT = "probability"
+SUBTYPE_OUTPUT = "subtype"
 
 
 def conv_layer_name(block: int) -> str:
@@ -30,7 +32,10 @@ def build_model(
     dense_dropout: float,
     weight_decay: float,
     normalization: str = "none",
+    subtypes: int = 0,
 ) -> keras.Model:
+    """The classifier; with `subtypes` > 0 also a softmax head over that many pneumonia subtypes on the
+    same dense features, a training-only auxiliary output (`without_auxiliary_head` drops it)."""
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
@@ -56,8 +61,18 @@ def build_model(
     x = layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="dense")(x)
     x = layers.Dropout(dense_dropout, name="dense_dropout")(x)
     logit = layers.Dense(1, name=LOGIT_LAYER)(x)
-    outputs = layers.Activation("sigmoid", dtype="float32", name="probability")(logit)
+    outputs = layers.Activation("sigmoid", dtype="float32", name=PROBABILITY_OUTPUT)(logit)
+    if subtypes:
+        subtype = layers.Dense(subtypes, activation="softmax", dtype="float32", name=SUBTYPE_OUTPUT)(x)
+        return keras.Model(inputs, {PROBABILITY_OUTPUT: outputs, SUBTYPE_OUTPUT: subtype}, name="chest_xray_cnn")
     return keras.Model(inputs, outputs, name="chest_xray_cnn")
+
+
+def without_auxiliary_head(model: keras.Model) -> keras.Model:
+    """The single-output classifier that calibration, export and Grad-CAM expect (the same weights)."""
+    if len(model.outputs) == 1:
+        return model
+    return keras.Model(model.inputs, model.get_layer(PROBABILITY_OUTPUT).output, name=model.name)
 
 
 def gradcam_layer_for(model: keras.Model, min_grid: int = 14) -> str:

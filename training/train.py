@@ -23,10 +23,17 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
-from training.data import Sample, class_counts, list_samples, split_by_patient, write_split_lists
-from training.dataset import AugmentedBatches, enhance_all, load_resized, validation_films
+from training.data import SUBTYPE_NAMES, Sample, class_counts, list_samples, split_by_patient, write_split_lists
+from training.dataset import AugmentedBatches, enhance_all, load_resized, model_targets, validation_films
 from training.framing_weights import framing_balanced_weights
-from training.model import LOGIT_LAYER, build_model, gradcam_layer_for
+from training.model import (
+    LOGIT_LAYER,
+    PROBABILITY_OUTPUT,
+    SUBTYPE_OUTPUT,
+    build_model,
+    gradcam_layer_for,
+    without_auxiliary_head,
+)
 
 
 def lr_schedule(config: TrainConfig):
@@ -121,6 +128,8 @@ def callbacks_for(config: TrainConfig, best_val_auc: float | None = None) -> lis
         keras.callbacks.ModelCheckpoint(str(config.out / LAST_CHECKPOINT), save_best_only=False),
         keras.callbacks.LearningRateScheduler(lr_schedule(config)),
     ]
+    if config.subtype_weight > 0:
+        callbacks.insert(0, ClassifierLogNames())
     if config.ema_momentum > 0:
         # Validation (hence the best checkpoint's choice) sees the moving average; the checkpoints
         # keep the raw weights with the average in the optimizer state, so a resume continues both.
@@ -145,18 +154,44 @@ def split_samples(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
 
 
 def new_model(config: TrainConfig) -> keras.Model:
+    with_subtypes = config.subtype_weight > 0
     model = build_model(
         config.preprocessing.input_size, config.filters, config.dropout, config.dense_units,
         config.dense_dropout, config.weight_decay, config.normalization,
+        subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0,
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(
-            config.learning_rate, use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99
-        ),
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+    metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+    optimizer = keras.optimizers.Adam(
+        config.learning_rate, use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99
     )
+    if with_subtypes:
+        model.compile(
+            optimizer=optimizer,
+            loss={PROBABILITY_OUTPUT: loss, SUBTYPE_OUTPUT: keras.losses.SparseCategoricalCrossentropy()},
+            loss_weights={PROBABILITY_OUTPUT: 1.0, SUBTYPE_OUTPUT: config.subtype_weight},
+            metrics={PROBABILITY_OUTPUT: metrics},
+        )
+    else:
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
+
+
+class ClassifierLogNames(keras.callbacks.Callback):
+    """Renames the classifier output's metrics (`probability_auc` -> `auc`, `val_probability_auc` -> `val_auc`)
+    in place, so the checkpoints, history and run.json read the same keys with or without the subtype head.
+    The total `loss` keeps its name; the classifier's own stays `probability_loss`.
+
+    It must come first among the callbacks: the later ones see the same logs dict.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        for key in [k for k in logs if f"{PROBABILITY_OUTPUT}_" in k]:
+            short = key.replace(f"{PROBABILITY_OUTPUT}_", "")
+            if short not in logs:
+                logs[short] = logs.pop(key)
 
 
 def resumable_state(config: TrainConfig) -> tuple[dict, int] | None:
@@ -197,6 +232,8 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
     train_labels = np.array([s.label for s in train_samples])
     val_inputs = enhance_all(load_resized(val_samples, pre), pre)
     val_labels = np.array([s.label for s in val_samples])
+    subtypes = np.array([s.subtype for s in train_samples]) if config.subtype_weight > 0 else None
+    val_subtypes = np.array([s.subtype for s in val_samples]) if config.subtype_weight > 0 else None
     print(f"loaded {len(train_images)} + {len(val_inputs)} films in {time.time() - started:.0f}s", flush=True)
 
     if previous:
@@ -228,18 +265,19 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
             "max_weight": round(float(sample_weights.max()), 2),
             "normal_weight_share": round(float(sample_weights[train_labels == 0].sum() / sample_weights.sum()), 3),
         }
-    elif config.mixup_alpha:  # soft labels: the class weights travel as sample weights and mix with them
+    elif config.mixup_alpha or subtypes is not None:
+        # soft labels (mixup) or two outputs: the class weights travel as sample weights
         sample_weights = np.array([class_weight[int(y)] for y in train_labels], np.float32)
     batches = AugmentedBatches(
         train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed,
-        sample_weights=sample_weights, mixup_alpha=config.mixup_alpha,
+        sample_weights=sample_weights, mixup_alpha=config.mixup_alpha, subtypes=subtypes,
     )
     batches.set_epoch(initial_epoch)
     stop = config.epochs if session_epochs is None else min(config.epochs, initial_epoch + session_epochs)
     if initial_epoch < stop:
         model.fit(
             batches,
-            validation_data=(val_inputs, val_labels.astype(np.float32)),
+            validation_data=(val_inputs, model_targets(val_labels.astype(np.float32), val_subtypes)),
             epochs=stop,
             initial_epoch=initial_epoch,
             class_weight=None if sample_weights is not None else class_weight,
@@ -256,6 +294,7 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
 
 def finalize(run_dir: Path, model: keras.Model, val_inputs: np.ndarray, val_labels: np.ndarray, summary: dict) -> dict:
     """Calibrate on validation, fold it into the weights, pick the threshold, save the run."""
+    model = without_auxiliary_head(model)
     min_sensitivity = summary["config"]["min_sensitivity"]
     raw_logits = logits_of(model, val_inputs)
     raw_probs = 1 / (1 + np.exp(-raw_logits))

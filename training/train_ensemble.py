@@ -21,6 +21,7 @@ from app.imaging.preprocess import PreprocessConfig
 from training.config import TrainConfig
 from training.dataset import enhance_all, validation_films
 from training.ensemble import build_ensemble, member_layers
+from training.model import without_auxiliary_head
 from training.train import BEST_CHECKPOINT, checkpoint_path, finalize, new_model, train
 
 
@@ -48,11 +49,11 @@ def load_member(run_dir: Path) -> keras.Model:
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no best checkpoint")
     if path.name == BEST_CHECKPOINT:
-        return keras.models.load_model(path)
+        return without_auxiliary_head(keras.models.load_model(path))
     run = json.loads((run_dir / "run.json").read_text())
     model = new_model(TrainConfig.from_dict(run["config"]))
     model.load_weights(path)
-    return model
+    return without_auxiliary_head(model)
 
 
 def member_record(run_dir: Path) -> dict:

@@ -15,10 +15,11 @@ pytestmark = needs_shared
 
 
 def tiny_config(out, **extra) -> TrainConfig:
-    return TrainConfig(
+    defaults = dict(
         data=TRAIN_224, out=out, epochs=3, batch_size=16, limit=64, verbose=0, val_fraction=0.3,
-        filters=(4, 4, 8, 8, 8, 16, 16), dense_units=8, preprocessing=PreprocessConfig(input_size=128), **extra,
+        filters=(4, 4, 8, 8, 8, 16, 16), dense_units=8, preprocessing=PreprocessConfig(input_size=128),
     )
+    return TrainConfig(**{**defaults, **extra})
 
 
 def test_a_stopped_run_resumes_at_its_next_epoch(tmp_path):
