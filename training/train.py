@@ -200,10 +200,13 @@ def resumable_state(config: TrainConfig) -> tuple[dict, int] | None:
     if not (run_json.is_file() and last.is_file()):
         return None
     summary = json.loads(run_json.read_text())
+
     def comparable(config_dict: dict) -> dict:
         return {k: v for k, v in json.loads(json.dumps(config_dict)).items() if k != "verbose"}
 
-    if comparable(summary.get("config", {})) != comparable(config.to_dict()):
+    # read back through TrainConfig: an option added after the run was started counts at its default
+    recorded = TrainConfig.from_dict(summary.get("config", {})).to_dict()
+    if comparable(recorded) != comparable(config.to_dict()):
         raise ValueError(f"{config.out} holds a run with another config: use another --out, or delete it")
     return summary, int(summary.get("epochs_run", 0))
 

@@ -48,6 +48,18 @@ def test_resuming_with_another_config_is_refused(tmp_path):
         train(tiny_config(tmp_path / "run", seed=7), session_epochs=1)
 
 
+def test_a_run_recorded_before_an_option_existed_resumes_at_that_options_default(tmp_path):
+    config = tiny_config(tmp_path / "run", epochs=2)
+    train(config, session_epochs=1)
+    run_json = config.out / "run.json"
+    summary = json.loads(run_json.read_text())
+    del summary["config"]["subtype_weight"]  # as written by the code before the option
+    run_json.write_text(json.dumps(summary))
+    assert train(config)["epochs_run"] == 2
+    with pytest.raises(ValueError, match="another config"):
+        train(tiny_config(tmp_path / "run", epochs=2, subtype_weight=0.5))
+
+
 def test_an_ema_run_resumes_its_average_and_ships_it(tmp_path):
     """With EMA, the shipped weights are the moving average of the best epoch, not its raw weights;
     a resumed run keeps averaging from where it stopped (the average travels in the optimizer state)."""
