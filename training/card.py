@@ -50,6 +50,20 @@ def _site_section(card: dict) -> list[str]:
     ]
 
 
+def _denormals_section(card: dict) -> list[str]:
+    flushed = card.get("onnx_denormals_flushed")
+    if not flushed:
+        return []
+    return [
+        "## ONNX weights",
+        f"Version {card['version']} is the ONNX file of {flushed['parent_version']} with its {flushed['weights']} "
+        "subnormal weights (below 1.2e-38) set to zero by `python -m training flush-denormals`: every output "
+        f"bit-identical on {flushed['outputs_bit_identical_on']} films, and onnxruntime no longer takes the CPU's "
+        "slow path for them (`training/onnx_denormals.py`). model.keras is unchanged.",
+        "",
+    ]
+
+
 def _members_section(card: dict) -> list[str]:
     members = card.get("members") or []
     if not members:
@@ -101,6 +115,7 @@ def render_markdown(card: dict) -> str:
         "The official test split is held out and evaluated independently; no figure on it is claimed here.",
         "",
         *(_site_section(card) if card.get("site_calibration") else []),
+        *_denormals_section(card),
         "## Decision threshold and calibration",
         f"- Threshold **{card['threshold']:.4f}**: {card['threshold_rule']}.",
         f"- Calibration: {cal['method']} (a = {cal['a']:.4f}, b = {cal['b']:.4f}); validation ECE "

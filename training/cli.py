@@ -147,6 +147,12 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="patient resamples for the 95%% interval (default: %(default)s)")
 
 
+def _add_flush_denormals(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("flush-denormals", help="set a model folder's subnormal ONNX weights to zero (onnxruntime's slow path; outputs checked bit-identical); new hash and version")
+    p.add_argument("--model", type=Path, default=Path("models"), help="model folder (default: %(default)s)")
+    p.add_argument("--films", type=Path, default=DEFAULT_DATA / "test_dev", help="folder of films, searched recursively, scored before and after (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shift(sub)
     _add_ood(sub)
     _add_compare(sub)
+    _add_flush_denormals(sub)
     return parser
 
 
@@ -203,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             control=args.control,
         )
         run_study(plan, train=not args.report_only)
+        return 0
+    if args.command == "flush-denormals":
+        from training.onnx_denormals import flush_denormals_cli
+
+        print(json.dumps(flush_denormals_cli(args.model, args.films), indent=2))
         return 0
     if args.command == "compare":
         from training.compare import compare_predictions

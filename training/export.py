@@ -27,6 +27,7 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from app.model.card import CARD_FILE, sha256_of
 from training.dataset import enhance_all, validation_films
+from training.onnx_denormals import flush_file
 from training.onnx_features import add_features_output
 from training.robustness import robustness_report
 
@@ -52,6 +53,7 @@ def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> None
 
     tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
     add_features_output(path)
+    flush_file(path)  # subnormal weights: onnxruntime's slow path, and no effect on any output
 
 
 def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
