@@ -81,8 +81,15 @@ def random_geometry(
         sx = -sx
     cos, sin = np.cos(angle), np.sin(angle)
     linear = np.array([[cos * sx, sin * sy], [-sin * sx, cos * sy]])
+    return warp_about_centre(image, linear, rng.uniform(-cfg.shift, cfg.shift, 2))
+
+
+def warp_about_centre(image: np.ndarray, linear: np.ndarray, shift: np.ndarray | tuple[float, float]) -> np.ndarray:
+    """Apply the 2x2 `linear` map about the film's centre, then move it by `shift` (fractions of width and
+    height); borders repeat the edge. The one warp of training augmentation and test-time augmentation."""
+    h, w = image.shape
     centre = np.array([w / 2.0, h / 2.0])
-    offset = centre - linear @ centre + rng.uniform(-cfg.shift, cfg.shift, 2) * np.array([w, h])
+    offset = centre - linear @ centre + np.asarray(shift, dtype=float) * np.array([w, h])
     matrix = np.hstack([linear, offset[:, None]])
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 

@@ -153,6 +153,14 @@ def _add_flush_denormals(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--films", type=Path, default=DEFAULT_DATA / "test_dev", help="folder of films, searched recursively, scored before and after (default: %(default)s)")
 
 
+def _add_tta(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tta", help="screen test-time augmentation: runs' ROC AUC on a split per re-framing of the films and per averaged set, against the plain film")
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="training run folders (their best checkpoints; their mean logit is the ensemble)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root of a Kaggle-layout folder (default: %(default)s)")
+    p.add_argument("--split", default="test_dev", help="split folder to score (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="patient resamples for the 95%% intervals (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ood(sub)
     _add_compare(sub)
     _add_flush_denormals(sub)
+    _add_tta(sub)
     return parser
 
 
@@ -210,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             control=args.control,
         )
         run_study(plan, train=not args.report_only)
+        return 0
+    if args.command == "tta":
+        from training.tta import tta_report
+
+        print(json.dumps(tta_report(args.runs, args.data, args.split, args.bootstrap), indent=2))
         return 0
     if args.command == "flush-denormals":
         from training.onnx_denormals import flush_denormals_cli
