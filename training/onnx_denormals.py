@@ -5,10 +5,11 @@ smallest normal number (1.2e-38): the ensemble shipped as 1.0.0+d4771980e69a hol
 among 1.16 M. TensorFlow runs its threads in the CPU's flush-to-zero mode, so Keras never pays for
 them. onnxruntime does not put the calling thread in that mode (`session.set_denormal_as_zero`
 covers only its intra-op pool, and the API runs one thread), and every multiply with a subnormal
-operand takes the CPU's slow microcode path: on this project's 2-core Intel VM, batch-1 inference
-of that model took several times as long as the same graph with those weights at zero
-(README, "What a prediction costs"). A weight below 1.2e-38 contributes nothing a float32 sum of
-this network can hold, so zero changes no output: `flush_model_dir` checks that, film by film.
+operand takes the CPU's slow microcode path. On this project's 2-core Intel Xeon VM, batch-1
+inference of that model took 9.6 ms, and 3.1 ms with those weights at zero; `/predict` p50 fell
+from 24 to 10 ms (`benchmarks/README.md`, "Subnormal weights"). A weight below 1.2e-38 contributes
+nothing a float32 sum of this network can hold, so zero changes no output: `flush_model_dir`
+checks that, film by film.
 """
 
 from __future__ import annotations
