@@ -52,7 +52,7 @@ def run_logits(run_dirs: list[Path], resized: np.ndarray, pre) -> dict[str, np.n
     from training.config import TrainConfig
     from training.dataset import enhance_all
     from training.model import LOGIT_LAYER
-    from training.train import BEST_CHECKPOINT, checkpoint_path, new_model
+    from training.train import BEST_CHECKPOINT, checkpoint_path, load_checkpoint, new_model
 
     inputs = {name: enhance_all(np.stack([reframe(im, name) for im in resized]), pre) for name in TRANSFORMS}
     out: dict[str, list[np.ndarray]] = {name: [] for name in TRANSFORMS}
@@ -62,7 +62,10 @@ def run_logits(run_dirs: list[Path], resized: np.ndarray, pre) -> dict[str, np.n
         checkpoint = checkpoint_path(run_dir, BEST_CHECKPOINT)
         if checkpoint is None:
             raise FileNotFoundError(f"{run_dir} has no best checkpoint")
-        model.load_weights(checkpoint)
+        if config.ema_momentum > 0:  # score the average that validation chose, as the study does
+            model.set_weights(load_checkpoint(checkpoint, ema=True).get_weights())
+        else:
+            model.load_weights(checkpoint)
         logit_model = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
         for name, x in inputs.items():
             out[name].append(logit_model.predict(x, batch_size=64, verbose=0).reshape(-1))
