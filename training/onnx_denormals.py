@@ -4,8 +4,9 @@ L2 weight decay drives the weights of unused filters towards zero, and some end 
 smallest normal number (1.2e-38): the ensemble shipped as 1.0.0+d4771980e69a holds 1,934 of them
 among 1.16 M. TensorFlow runs its threads in the CPU's flush-to-zero mode, so Keras never pays for
 them. onnxruntime does not put the calling thread in that mode (`session.set_denormal_as_zero`
-covers only its intra-op pool, and the API runs one thread), and every multiply with a subnormal
-operand takes the CPU's slow microcode path. On this project's 2-core Intel Xeon VM, batch-1
+covers only the threads of its own pool, and the API runs one thread on the calling one; its API
+notes recommend models without denormals instead), and every multiply with a subnormal operand
+takes the CPU's slow microcode path. On this project's 2-core Intel Xeon VM, batch-1
 inference of that model took 9.6 ms, and 3.1 ms with those weights at zero; `/predict` p50 fell
 from 24 to 10 ms (`benchmarks/README.md`, "Subnormal weights"). A weight below 1.2e-38 contributes
 nothing a float32 sum of this network can hold, so zero changes no output: `flush_model_dir`
