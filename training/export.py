@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig
-from app.model.card import CARD_FILE, sha256_of
+from app.model.card import CARD_FILE, sha256_of, versioned
 from training.dataset import enhance_all, validation_films
 from training.onnx_denormals import flush_file
 from training.onnx_features import add_features_output
@@ -129,7 +129,7 @@ def build_card(
     ]
     return {
         "name": "chest-xray-pneumonia-cnn",
-        "version": f"1.0.0+{onnx_sha[:12]}",
+        "version": versioned("1.0.0", onnx_sha),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": {"onnx": ONNX_FILE, "keras": KERAS_FILE},
         "onnx_sha256": onnx_sha,

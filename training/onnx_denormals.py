@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from app.model.card import CARD_FILE, sha256_of
+from app.model.card import CARD_FILE, restamp
 from app.model.session import open_session
 
 _SMALLEST_NORMAL = np.finfo(np.float32).tiny
@@ -32,16 +32,14 @@ _SMALLEST_NORMAL = np.finfo(np.float32).tiny
 def flush_denormals(model: onnx.ModelProto) -> int:
     """Set the model's subnormal float32 initializers to zero, in place; return how many there were."""
     flushed = 0
-    for index, initializer in enumerate(model.graph.initializer):
+    for initializer in model.graph.initializer:
         if initializer.data_type != onnx.TensorProto.FLOAT:
             continue
         weights = numpy_helper.to_array(initializer)
         subnormal = (weights != 0) & (np.abs(weights) < _SMALLEST_NORMAL)
         if subnormal.any():
             flushed += int(subnormal.sum())
-            model.graph.initializer[index].CopyFrom(
-                numpy_helper.from_array(np.where(subnormal, np.float32(0), weights), initializer.name)
-            )
+            initializer.CopyFrom(numpy_helper.from_array(np.where(subnormal, np.float32(0), weights), initializer.name))
     return flushed
 
 
@@ -61,7 +59,8 @@ def _outputs(path: Path, batch: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def flush_model_dir(model_dir: Path, check_batch: np.ndarray) -> dict | None:
-    """Flush a model folder's ONNX file; update its hash, version and card. None when nothing changed.
+    """Flush a model folder's ONNX file; update its hash, version and card, and return the card (its
+    `onnx_denormals_flushed` says what was done). None when nothing changed.
 
     `check_batch` (N, s, s, 1 float32: films through the serving chain) must score bit-identically
     before and after, every output, or nothing is written. model.keras is not touched.
@@ -82,12 +81,12 @@ def flush_model_dir(model_dir: Path, check_batch: np.ndarray) -> dict | None:
         if changed:
             raise RuntimeError(f"flushing subnormal weights changed {changed} on the check films; nothing written")
         tmp_path.replace(onnx_path)
-    parent = card["version"]
-    sha = sha256_of(onnx_path)
-    record = {"parent_version": parent, "weights": flushed, "outputs_bit_identical_on": int(len(check_batch))}
-    card.update({"onnx_sha256": sha, "version": f"{parent.split('+')[0]}+{sha[:12]}", "onnx_denormals_flushed": record})
+    parent = restamp(card, onnx_path)
+    card["onnx_denormals_flushed"] = {
+        "parent_version": parent, "weights": flushed, "outputs_bit_identical_on": int(len(check_batch)),
+    }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
-    return record
+    return card
 
 
 def flush_denormals_cli(model_dir: Path, films_dir: Path) -> dict:
@@ -102,9 +101,10 @@ def flush_denormals_cli(model_dir: Path, films_dir: Path) -> dict:
     films = sorted(p for p in Path(films_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not films:
         raise FileNotFoundError(f"no films under {films_dir}")
-    preprocessor = Preprocessor(load_model_card(model_dir).preprocessing)
-    record = flush_model_dir(model_dir, to_batch([preprocessor.from_bytes(p.read_bytes()) for p in films]))
-    card = json.loads((model_dir / CARD_FILE).read_text())
-    if record:
-        (model_dir / "MODEL_CARD.md").write_text(render_markdown(card))
-    return {"version": card["version"], "flushed": record}
+    before = load_model_card(model_dir)
+    preprocessor = Preprocessor(before.preprocessing)
+    card = flush_model_dir(model_dir, to_batch([preprocessor.from_bytes(p.read_bytes()) for p in films]))
+    if card is None:
+        return {"version": before.version, "flushed": None}
+    (model_dir / "MODEL_CARD.md").write_text(render_markdown(card))
+    return {"version": card["version"], "flushed": card["onnx_denormals_flushed"]}

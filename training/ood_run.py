@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from app.imaging.colour import colour_saturation
-from app.model.card import CARD_FILE, sha256_of
+from app.model.card import CARD_FILE, restamp, sha256_of
 from app.model.ood import OOD_FILE, OodDetector, dicom_header_reasons
 from app.model.session import open_session
 from training import ood_negatives
@@ -84,10 +84,7 @@ def ensure_features_output(model_dir: Path, check_films: list[Path]) -> dict | N
             raise RuntimeError(f"adding the features output changed probability (max |diff| "
                                f"{np.max(np.abs(before - after)):.3e}); nothing written")
         tmp_path.replace(onnx_path)
-    parent = card["version"]
-    sha = sha256_of(onnx_path)
-    card["onnx_sha256"] = sha
-    card["version"] = f"{parent.split('+')[0]}+{sha[:12]}"
+    parent = restamp(card, onnx_path)
     card["output"]["features"] = features_card_entry(int(features.shape[1]))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     return {"parent_version": parent, "probability_bit_identical_on": int(len(batch)), "dim": int(features.shape[1])}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.model.card import CARD_FILE, load_model_card, sha256_of
+from app.model.card import CARD_FILE, load_model_card, sha256_of, versioned
 from training import calibration, metrics
 from training.data import class_counts, list_samples
 
@@ -116,7 +116,7 @@ def calibrate_site(
     onnx_sha = sha256_of(out_dir / ONNX_FILE)
     new = json.loads(json.dumps(card.raw))
     new.update({
-        "version": f"{card.version.split('+')[0]}+{onnx_sha[:12]}",
+        "version": versioned(card.version, onnx_sha),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": {"onnx": ONNX_FILE, "keras": KERAS_FILE},
         "onnx_sha256": onnx_sha,

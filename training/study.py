@@ -109,7 +109,7 @@ def score_runs(plan: StudyPlan) -> dict:
 
     from training.config import TrainConfig
     from training.model import LOGIT_LAYER
-    from training.train import checkpoint_path, load_checkpoint, new_model
+    from training.train import checkpoint_path, load_validated_weights, new_model
 
     dirs = [plan.run_dir(r, s) for r in plan.recipes for s in plan.seeds]
     first = next(d for d in dirs if (d / "splits" / "val.txt").is_file())
@@ -145,10 +145,7 @@ def score_runs(plan: StudyPlan) -> dict:
                 file = checkpoint_path(run_dir, CHECKPOINTS[ckpt])
                 if file is None:
                     continue
-                if run.get("config", {}).get("ema_momentum", 0.0) > 0:  # score the average validation chose
-                    model.set_weights(load_checkpoint(file, ema=True).get_weights())
-                else:
-                    model.load_weights(file)
+                load_validated_weights(model, file, ema=run.get("config", {}).get("ema_momentum", 0.0) > 0)
                 val = logit_model.predict(val_x, batch_size=64, verbose=0).reshape(-1)
                 test = logit_model.predict(test_x, batch_size=64, verbose=0).reshape(-1)
                 np.savez_compressed(run_dir / f"logits_{ckpt}.npz", val=val, test=test)

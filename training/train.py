@@ -103,6 +103,15 @@ def load_checkpoint(path: Path, ema: bool) -> keras.Model:
     return model
 
 
+def load_validated_weights(model: keras.Model, checkpoint: Path, ema: bool) -> None:
+    """Put a checkpoint's weights into `model` (the same architecture): with EMA, the moving average
+    that validation scored and chose; else the weights themselves."""
+    if ema:
+        model.set_weights(load_checkpoint(checkpoint, ema=True).get_weights())
+    else:
+        model.load_weights(checkpoint)
+
+
 def load_best(run_dir: Path, ema: bool) -> keras.Model:
     """The best checkpoint by validation AUC, as `load_checkpoint`."""
     return load_checkpoint(Path(run_dir) / BEST_CHECKPOINT, ema)

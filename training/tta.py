@@ -52,20 +52,19 @@ def run_logits(run_dirs: list[Path], resized: np.ndarray, pre) -> dict[str, np.n
     from training.config import TrainConfig
     from training.dataset import enhance_all
     from training.model import LOGIT_LAYER
-    from training.train import BEST_CHECKPOINT, checkpoint_path, load_checkpoint, new_model
+    from training.train import BEST_CHECKPOINT, checkpoint_path, load_validated_weights, new_model
 
     inputs = {name: enhance_all(np.stack([reframe(im, name) for im in resized]), pre) for name in TRANSFORMS}
     out: dict[str, list[np.ndarray]] = {name: [] for name in TRANSFORMS}
     for run_dir in run_dirs:
         config = TrainConfig.from_dict(json.loads((run_dir / "run.json").read_text())["config"])
+        if config.preprocessing != pre:
+            raise ValueError(f"{run_dir} uses another preprocessing chain than {run_dirs[0]}")
         model = new_model(config)
         checkpoint = checkpoint_path(run_dir, BEST_CHECKPOINT)
         if checkpoint is None:
             raise FileNotFoundError(f"{run_dir} has no best checkpoint")
-        if config.ema_momentum > 0:  # score the average that validation chose, as the study does
-            model.set_weights(load_checkpoint(checkpoint, ema=True).get_weights())
-        else:
-            model.load_weights(checkpoint)
+        load_validated_weights(model, checkpoint, ema=config.ema_momentum > 0)
         logit_model = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
         for name, x in inputs.items():
             out[name].append(logit_model.predict(x, batch_size=64, verbose=0).reshape(-1))
@@ -94,7 +93,7 @@ def tta_report(run_dirs: list[Path], data_root: Path, split: str, n_boot: int = 
     for name, members in SETS.items():
         averaged = np.mean(np.concatenate([logits[n] for n in members]), axis=0)
         sets[name] = {
-            "transforms": list(members), "auc": auc(members),
+            "transforms": list(members), "auc": metrics.roc_auc(labels, averaged),
             "auc_per_run": [auc(members, r) for r in range(len(run_dirs))],
             "minus_plain": metrics.paired_bootstrap_difference(labels, averaged, plain, patients, metrics.roc_auc,
                                                                n_boot=n_boot),

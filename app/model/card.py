@@ -59,6 +59,20 @@ def load_model_card(model_dir: Path | str) -> ModelCard:
     return ModelCard.from_dict(json.loads(path.read_text()))
 
 
+def versioned(base_version: str, onnx_sha256: str) -> str:
+    """The version of a model whose ONNX file has this hash: the base's release, "+", 12 hex digits."""
+    return f"{base_version.split('+')[0]}+{onnx_sha256[:12]}"
+
+
+def restamp(card: dict, onnx_path: Path | str) -> str:
+    """After a card's ONNX file was rewritten in place: its new hash and version in `card`; returns the old
+    version (the new one's parent)."""
+    parent = card["version"]
+    card["onnx_sha256"] = sha256_of(onnx_path)
+    card["version"] = versioned(parent, card["onnx_sha256"])
+    return parent
+
+
 def sha256_of(path: Path | str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

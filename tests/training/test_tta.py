@@ -40,11 +40,6 @@ def test_each_transform_scales_or_moves_the_axis_it_names():
     assert cols.min() > np.nonzero(square > 127)[1].min()
 
 
-def test_every_set_holds_the_plain_film_and_known_transforms():
-    for members in SETS.values():
-        assert "identity" in members and set(members) <= set(TRANSFORMS)
-
-
 @needs_shared
 def test_the_report_scores_the_plain_film_like_the_run_itself(tiny_run, tmp_path):
     """The identity row is the run's own AUC on the split; each set is compared with it."""
@@ -70,3 +65,21 @@ def test_the_report_scores_the_plain_film_like_the_run_itself(tiny_run, tmp_path
     plain = report["transforms"]["identity"]["auc"]
     for entry in report["sets"].values():
         assert abs(entry["minus_plain"]["difference"] - (entry["auc"] - plain)) < 1e-9
+
+
+@needs_shared
+def test_runs_with_another_chain_are_refused(tiny_run, tmp_path):
+    """Every run must see the films through the same chain, or their mean logit mixes two inputs."""
+    import shutil
+
+    import pytest
+
+    from training.tta import tta_report
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run[0], other)
+    run = json.loads((other / "run.json").read_text())
+    run["config"]["preprocessing"]["border_crop"] = 0.9
+    (other / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="another preprocessing chain"):
+        tta_report([tiny_run[0], other], TRAIN_224, "test_dev", n_boot=10)
