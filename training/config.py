@@ -11,6 +11,7 @@ from training.augment import AugmentConfig
 # The chain's border crop for new runs (training/STUDY.md: it lifted test_dev AUC for every
 # framing-augmented model, validation unchanged).
 BORDER_CROP = 0.95
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass
@@ -40,6 +41,10 @@ class TrainConfig:
     dense_units: int = 64
     dense_dropout: float = 0.4
     normalization: str = "none"  # "batch": BatchNormalization after each conv (training/model.py)
+    # adam: Adam with `weight_decay` as an L2 penalty in the loss (the seed's); adamw: Adam with decoupled
+    # weight decay, each step shrinks the weights by learning rate x `weight_decay` (no penalty in the loss);
+    # sgd: SGD with Nesterov momentum 0.9 and the L2 penalty.
+    optimizer: str = "adam"
     min_sensitivity: float = 0.975
     limit: int | None = None  # use only this many images (smoke tests)
     verbose: int = 1
@@ -60,6 +65,8 @@ class TrainConfig:
             raise ValueError("label_smoothing must be in [0, 0.5)")
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:
             raise ValueError("mixup_alpha must be >= 0")
         if self.subtype_weight < 0:

@@ -162,18 +162,26 @@ def split_samples(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
     return split_by_patient(samples, config.val_fraction, config.split_seed)
 
 
+def new_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """The run's optimizer; `weight_decay` is decoupled for adamw, an L2 penalty (`build_model`) otherwise."""
+    ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum or 0.99}
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay, **ema)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True, **ema)
+    return keras.optimizers.Adam(config.learning_rate, **ema)
+
+
 def new_model(config: TrainConfig) -> keras.Model:
     with_subtypes = config.subtype_weight > 0
     model = build_model(
         config.preprocessing.input_size, config.filters, config.dropout, config.dense_units,
-        config.dense_dropout, config.weight_decay, config.normalization,
+        config.dense_dropout, 0.0 if config.optimizer == "adamw" else config.weight_decay, config.normalization,
         subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0,
     )
     loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
-    optimizer = keras.optimizers.Adam(
-        config.learning_rate, use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum or 0.99
-    )
+    optimizer = new_optimizer(config)
     if with_subtypes:
         model.compile(
             optimizer=optimizer,
