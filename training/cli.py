@@ -30,7 +30,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export-to", type=Path, default=Path("models"), help="export the trained model here (ONNX, Keras, card, plots); 'none' to skip (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help=f"epochs of the warm-up + cosine schedule; the best by validation AUC is kept (default: the recipe's, else {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak Adam learning rate of the warm-up + cosine schedule (default: %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak learning rate of the warm-up + cosine schedule (default: %(default)s)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES), help="augmentation/loss recipe, see training/recipes.py (default: %(default)s)")
     p.add_argument("--members", type=int, default=1, help="train this many members (seeds seed, seed+1, ...) and ship their mean logit as one model (default: %(default)s)")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the patient-level validation split, shared by all members (default: %(default)s)")
