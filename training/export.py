@@ -162,7 +162,7 @@ def build_card(
         "hyperparameters": {k: config[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
             "val_fraction", "seed", "split_seed", "recipe", "label_smoothing", "min_sensitivity",
-            "augmentation")},
+            "augmentation")} | {"optimizer": config.get("optimizer", "adam")},  # runs before the option: Adam
         "training": {k: run.get(k) for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},
         "data": run["data"],
         "validation_metrics": run["validation_metrics"],

@@ -1,6 +1,8 @@
-"""The `optimizer` option: where the weight decay goes, and that each optimizer's run resumes."""
+"""The `optimizer` option: where the weight decay goes, that each optimizer's run resumes, and the card."""
 
 from __future__ import annotations
+
+import json
 
 import keras
 import numpy as np
@@ -10,6 +12,7 @@ from app.imaging.preprocess import PreprocessConfig
 from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
+from training.export import build_card
 from training.train import new_model, train
 
 SMALL = dict(filters=(4, 4, 8, 8, 8, 16, 16), dense_units=8, preprocessing=PreprocessConfig(input_size=128))
@@ -44,3 +47,13 @@ def test_a_run_resumes_with_its_own_optimizer(tmp_path, optimizer):
     resumed = keras.models.load_model(config.out / "last.keras", compile=True)
     assert type(resumed.optimizer) is type(new_model(config).optimizer)
     assert train(config)["epochs_run"] == 2
+
+    run = json.loads((config.out / "run.json").read_text())
+
+    def card_optimizer() -> str:
+        card = build_card(run, config.preprocessing, resumed, 17, "0" * 64, "0" * 64, {})
+        return card["hyperparameters"]["optimizer"]
+
+    assert card_optimizer() == optimizer
+    del run["config"]["optimizer"]  # a run recorded before the option trained with Adam
+    assert card_optimizer() == "adam"
