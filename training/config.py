@@ -76,6 +76,12 @@ class TrainConfig:
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError("ema_momentum must be in [0, 1)")
 
+    @property
+    def l2_penalty(self) -> float:
+        """The L2 coefficient in the loss: `weight_decay`, except under AdamW, which decays the weights
+        itself (`training.train.new_optimizer`)."""
+        return 0.0 if self.optimizer == "adamw" else self.weight_decay
+
     @classmethod
     def for_recipe(cls, recipe: str, **options) -> TrainConfig:
         """A config with a named recipe's overrides (`training.recipes`), then `options`."""

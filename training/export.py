@@ -26,6 +26,7 @@ import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig
 from app.model.card import CARD_FILE, sha256_of, versioned
+from training.config import TrainConfig
 from training.dataset import enhance_all, validation_films
 from training.onnx_denormals import flush_file
 from training.onnx_features import add_features_output
@@ -123,6 +124,7 @@ def build_card(
     run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: str, keras_sha: str, parity: dict
 ) -> dict:
     config = run["config"]
+    trained = TrainConfig.from_dict(config).to_dict()  # a run recorded before an option: at its default
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
         for layer in model.layers
@@ -159,10 +161,10 @@ def build_card(
             "filters": config["filters"], "dropout": config["dropout"],
             "dense_units": config["dense_units"], "layers": architecture,
         },
-        "hyperparameters": {k: config[k] for k in (
-            "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "weight_decay",
-            "val_fraction", "seed", "split_seed", "recipe", "label_smoothing", "min_sensitivity",
-            "augmentation")} | {"optimizer": config.get("optimizer", "adam")},  # runs before the option: Adam
+        "hyperparameters": {k: trained[k] for k in (
+            "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",
+            "weight_decay", "val_fraction", "seed", "split_seed", "recipe", "label_smoothing", "min_sensitivity",
+            "augmentation")},
         "training": {k: run.get(k) for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},
         "data": run["data"],
         "validation_metrics": run["validation_metrics"],

@@ -163,7 +163,7 @@ def split_samples(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
 
 
 def new_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """The run's optimizer; `weight_decay` is decoupled for adamw, an L2 penalty (`build_model`) otherwise."""
+    """The run's optimizer; AdamW applies `weight_decay` itself, the others get it as `config.l2_penalty`."""
     ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum or 0.99}
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay, **ema)
@@ -176,7 +176,7 @@ def new_model(config: TrainConfig) -> keras.Model:
     with_subtypes = config.subtype_weight > 0
     model = build_model(
         config.preprocessing.input_size, config.filters, config.dropout, config.dense_units,
-        config.dense_dropout, 0.0 if config.optimizer == "adamw" else config.weight_decay, config.normalization,
+        config.dense_dropout, config.l2_penalty, config.normalization,
         subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0,
     )
     loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)

@@ -8,26 +8,23 @@ import keras
 import numpy as np
 import pytest
 
-from app.imaging.preprocess import PreprocessConfig
 from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
 from training.export import build_card
 from training.train import new_model, train
 
-SMALL = dict(filters=(4, 4, 8, 8, 8, 16, 16), dense_units=8, preprocessing=PreprocessConfig(input_size=128))
-
 
 @pytest.mark.parametrize(("optimizer", "penalised"), [("adam", True), ("sgd", True), ("adamw", False)])
-def test_weight_decay_is_a_loss_penalty_except_for_adamw(optimizer, penalised):
-    model = new_model(TrainConfig(optimizer=optimizer, weight_decay=1e-3, **SMALL))
+def test_weight_decay_is_a_loss_penalty_except_for_adamw(tmp_path, optimizer, penalised):
+    model = new_model(tiny_config(tmp_path, optimizer=optimizer, weight_decay=1e-3))
     assert bool(model.losses) is penalised
     decoupled = getattr(model.optimizer, "weight_decay", None)
     assert (decoupled == pytest.approx(1e-3)) is (not penalised)
 
 
-def test_adamw_shrinks_weights_that_get_no_gradient():
-    model = new_model(TrainConfig(optimizer="adamw", weight_decay=0.5, learning_rate=0.01, **SMALL))
+def test_adamw_shrinks_weights_that_get_no_gradient(tmp_path):
+    model = new_model(tiny_config(tmp_path, optimizer="adamw", weight_decay=0.5, learning_rate=0.01))
     kernel = model.get_layer("dense").kernel
     before = kernel.numpy()
     model.optimizer.apply_gradients([(keras.ops.zeros_like(kernel), kernel)])
@@ -44,7 +41,7 @@ def test_an_unknown_optimizer_is_refused():
 def test_a_run_resumes_with_its_own_optimizer(tmp_path, optimizer):
     config = tiny_config(tmp_path / "run", epochs=2, optimizer=optimizer, learning_rate=1e-3)
     train(config, session_epochs=1)
-    resumed = keras.models.load_model(config.out / "last.keras", compile=True)
+    resumed = keras.models.load_model(config.out / "last.keras")
     assert type(resumed.optimizer) is type(new_model(config).optimizer)
     assert train(config)["epochs_run"] == 2
 
