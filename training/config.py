@@ -41,6 +41,7 @@ class TrainConfig:
     dense_units: int = 64
     dense_dropout: float = 0.4
     normalization: str = "none"  # "batch": BatchNormalization after each conv (training/model.py)
+    pool_padding: str = "valid"  # "same": no map row or column is dropped by a pool (training/model.py)
     # adam: Adam with `weight_decay` as an L2 penalty in the loss (the seed's); adamw: Adam with decoupled
     # weight decay, each step shrinks the weights by learning rate x `weight_decay` (no penalty in the loss);
     # sgd: SGD with Nesterov momentum 0.9 and the L2 penalty.
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ValueError("label_smoothing must be in [0, 0.5)")
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
+        if self.pool_padding not in ("valid", "same"):
+            raise ValueError("pool_padding must be valid or same")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

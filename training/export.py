@@ -156,7 +156,8 @@ def build_card(
         "architecture": {
             "summary": ((f"deep ensemble of {len(run['members'])} members, one graph: mean of the members' "
                          "logits -> Dense(1) calibrated logit -> sigmoid; each member: ") if run.get("members") else "")
-                       + "7 blocks of Conv2D(3x3, ReLU) -> MaxPool2D(2) -> Dropout, global average pool, "
+                       + f"7 blocks of Conv2D(3x3, ReLU) -> MaxPool2D(2, {config.get('pool_padding', 'valid')}) -> Dropout, "
+                       "global average pool, "
                        "Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": config["filters"], "dropout": config["dropout"],
             "dense_units": config["dense_units"], "layers": architecture,

@@ -33,9 +33,17 @@ def build_model(
     weight_decay: float,
     normalization: str = "none",
     subtypes: int = 0,
+    pool_padding: str = "valid",
 ) -> keras.Model:
     """The classifier; with `subtypes` > 0 also a softmax head over that many pneumonia subtypes on the
-    same dense features, a training-only auxiliary output (`without_auxiliary_head` drops it)."""
+    same dense features, a training-only auxiliary output (`without_auxiliary_head` drops it).
+
+    `pool_padding="valid"` (the seed's) drops the last row and column of every odd-sized map: at 224 px
+    the 7x7 map of block 6 pools to 3x3 and block 7's 3x3 to 1x1, so the bottom and right of the film
+    reach the head through fewer paths than the top and left. `"same"` pads instead (7 -> 4 -> 2) and
+    the global average pool then averages four quadrants."""
+    if pool_padding not in ("valid", "same"):
+        raise ValueError(f"unknown pool_padding {pool_padding!r}: valid or same")
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
@@ -55,7 +63,7 @@ def build_model(
             )(x)
         else:
             raise ValueError(f"unknown normalization {normalization!r}: none or batch")
-        x = layers.MaxPool2D(2, name=f"block{block}_pool")(x)
+        x = layers.MaxPool2D(2, padding=pool_padding, name=f"block{block}_pool")(x)
         x = layers.Dropout(rate, name=f"block{block}_dropout")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="dense")(x)

@@ -84,6 +84,12 @@ RECIPES: dict[str, dict] = {
     # the other direction from AdamW: three times the L2 penalty under Adam, which zeroes more weights
     # (the control's checkpoints hold 4% of their weights below 1e-6, AdamW's almost none; STUDY.md table 7).
     "wide_long_less_dropout_l2x3": {"augmentation": _WIDE, "epochs": 40, **_HALF_DROPOUT, "weight_decay": 3e-4},
+    # wide_long_less_dropout with "same" pooling: the seed's "valid" pools drop the last row and column of
+    # the 7x7 and 3x3 maps, so the one 1x1 feature the head sees leans to the film's top left; with
+    # padding the head averages a 2x2 map over the whole film (training/model.py).
+    "wide_long_less_dropout_same_pool": {
+        "augmentation": _WIDE, "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+    },
 }
 
 DEFAULT_RECIPE = "framing_resample_wide"

@@ -177,7 +177,7 @@ def new_model(config: TrainConfig) -> keras.Model:
     model = build_model(
         config.preprocessing.input_size, config.filters, config.dropout, config.dense_units,
         config.dense_dropout, config.l2_penalty, config.normalization,
-        subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0,
+        subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0, pool_padding=config.pool_padding,
     )
     loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
