@@ -156,11 +156,12 @@ def build_card(
         "architecture": {
             "summary": ((f"deep ensemble of {len(run['members'])} members, one graph: mean of the members' "
                          "logits -> Dense(1) calibrated logit -> sigmoid; each member: ") if run.get("members") else "")
-                       + f"7 blocks of Conv2D(3x3, ReLU) -> MaxPool2D(2, {config.get('pool_padding', 'valid')}) -> Dropout, "
-                       "global average pool, "
-                       "Dense(ReLU) -> Dropout -> Dense(1) logit",
+                       + "7 blocks of Conv2D(3x3, ReLU) -> "
+                       f"MaxPool2D(2, {config.get('pool_padding', 'valid')} padding) -> Dropout, "
+                       "global average pool, Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": config["filters"], "dropout": config["dropout"],
-            "dense_units": config["dense_units"], "layers": architecture,
+            "dense_units": config["dense_units"], "pool_padding": config.get("pool_padding", "valid"),
+            "layers": architecture,
         },
         "hyperparameters": {k: trained[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",

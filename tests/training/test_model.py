@@ -1,13 +1,21 @@
-"""The CNN with batch norm: the block activations Grad-CAM needs and an ONNX graph equal to Keras."""
+"""The CNN's options (batch norm, pool padding): the activations Grad-CAM needs, an ONNX graph equal to Keras."""
 
 from __future__ import annotations
+
+import json
 
 import keras
 import numpy as np
 import onnxruntime as ort
+import pytest
 
-from training.export import convert_to_onnx
+from app.imaging.preprocess import PreprocessConfig
+from tests.conftest import needs_shared
+from tests.training.test_resume import tiny_config
+from training.config import TrainConfig
+from training.export import build_card, convert_to_onnx
 from training.model import build_model, gradcam_layer_for
+from training.train import new_model, train
 
 TINY = {"filters": (4, 4, 8, 8, 8, 16, 16), "dropout": (0.0,) * 7, "dense_units": 8, "dense_dropout": 0.0,
         "weight_decay": 0.0}
@@ -31,3 +39,52 @@ def test_a_batch_norm_model_exports_to_onnx_with_the_same_output(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     onnx_out = session.run(["probability"], {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(onnx_out, model.predict(x, verbose=0), atol=1e-5)
+
+
+def _pool_sides(model: keras.Model) -> list[int]:
+    return [layer.output.shape[1] for layer in model.layers if isinstance(layer, keras.layers.MaxPool2D)]
+
+
+def test_same_pooling_keeps_the_last_row_and_column_of_odd_maps():
+    # 224 px: blocks 6 and 7 pool a 7x7 and a 3x3 map
+    assert _pool_sides(build_model(224, **TINY)) == [112, 56, 28, 14, 7, 3, 1]  # the seed's: drops them
+    assert _pool_sides(build_model(224, **TINY, pool_padding="same")) == [112, 56, 28, 14, 7, 4, 2]
+
+
+def test_a_run_builds_the_pool_padding_its_config_names(tmp_path):
+    sides = _pool_sides(new_model(tiny_config(tmp_path, preprocessing=PreprocessConfig(input_size=224),
+                                              pool_padding="same")))
+    assert sides[-2:] == [4, 2]
+
+
+def test_unknown_pool_padding_is_refused():
+    with pytest.raises(ValueError, match="pool_padding"):
+        build_model(128, **TINY, pool_padding="full")
+    with pytest.raises(ValueError, match="pool_padding"):
+        TrainConfig(pool_padding="causal")
+
+
+def test_a_same_pooled_model_exports_to_onnx_with_the_same_output(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(112, **TINY, pool_padding="same")  # 7 -> 4 -> 2 -> 1: three padded pools
+    x = np.random.default_rng(1).random((4, 112, 112, 1)).astype(np.float32)
+    convert_to_onnx(model, 112, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(["probability"], {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(onnx_out, model.predict(x, verbose=0), atol=1e-5)
+
+
+@needs_shared
+def test_the_card_records_the_pool_padding_and_valid_for_runs_before_the_option(tmp_path):
+    config = tiny_config(tmp_path / "run", epochs=1, pool_padding="same", preprocessing=PreprocessConfig(input_size=112))
+    train(config)
+    model = keras.models.load_model(config.out / "model.keras")
+    assert _pool_sides(model)[-3:] == [4, 2, 1]  # the saved model keeps its padding (valid: 3, 1, 0)
+    run = json.loads((config.out / "run.json").read_text())
+
+    def architecture() -> dict:
+        return build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
+
+    assert architecture()["pool_padding"] == "same" and "same padding" in architecture()["summary"]
+    del run["config"]["pool_padding"]  # a run recorded before the option pooled without padding
+    assert architecture()["pool_padding"] == "valid"
