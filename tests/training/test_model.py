@@ -76,7 +76,8 @@ def test_a_same_pooled_model_exports_to_onnx_with_the_same_output(tmp_path):
 
 @needs_shared
 def test_the_card_records_the_pool_padding_and_valid_for_runs_before_the_option(tmp_path):
-    config = tiny_config(tmp_path / "run", epochs=1, pool_padding="same", preprocessing=PreprocessConfig(input_size=112))
+    at_112 = PreprocessConfig(input_size=112)  # 7 -> 4 -> 2 -> 1 with padding
+    config = tiny_config(tmp_path / "run", epochs=1, pool_padding="same", preprocessing=at_112)
     train(config)
     model = keras.models.load_model(config.out / "model.keras")
     assert _pool_sides(model)[-3:] == [4, 2, 1]  # the saved model keeps its padding (valid: 3, 1, 0)
