@@ -17,6 +17,20 @@ from training.metrics import roc_auc
 pytestmark = needs_shared
 
 
+def _val_logits(model, run: Path) -> np.ndarray:
+    """`model`'s logits on the run's validation films, through the run's own chain."""
+    import keras
+
+    from app.imaging.preprocess import PreprocessConfig
+    from training.dataset import enhance_all, validation_films
+    from training.model import LOGIT_LAYER
+
+    pre = PreprocessConfig.from_dict(json.loads((run / "run.json").read_text())["config"]["preprocessing"])
+    films, _ = validation_films(run, TRAIN_224, pre)
+    logit = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
+    return logit.predict(enhance_all(films, pre), verbose=0).reshape(-1)
+
+
 def test_tiny_study_trains_scores_and_reports(tmp_path):
     out = tmp_path / "study"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -64,7 +78,6 @@ def test_an_ema_run_is_scored_on_its_moving_average_and_a_batch_norm_run_on_its_
     study mixing plain and batch-norm recipes scores each run with its own architecture."""
     import keras
 
-    from training.model import LOGIT_LAYER
     from training.train import load_checkpoint
 
     out = tmp_path / "study"
@@ -78,13 +91,7 @@ def test_an_ema_run_is_scored_on_its_moving_average_and_a_batch_norm_run_on_its_
     scored = np.load(run / "logits_best.npz")["val"]
 
     def val_logits(model: keras.Model, run: Path = run) -> np.ndarray:
-        from app.imaging.preprocess import PreprocessConfig
-        from training.dataset import enhance_all, validation_films
-
-        pre = PreprocessConfig.from_dict(json.loads((run / "run.json").read_text())["config"]["preprocessing"])
-        films, _ = validation_films(run, TRAIN_224, pre)
-        logit = keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output)
-        return logit.predict(enhance_all(films, pre), verbose=0).reshape(-1)
+        return _val_logits(model, run)
 
     np.testing.assert_allclose(scored, val_logits(load_checkpoint(run / "checkpoint.keras", ema=True)), atol=1e-4)
     raw = val_logits(keras.models.load_model(run / "checkpoint.keras"))
@@ -94,3 +101,21 @@ def test_an_ema_run_is_scored_on_its_moving_average_and_a_batch_norm_run_on_its_
     np.testing.assert_allclose(np.load(batch_norm / "logits_best.npz")["val"],
                                val_logits(keras.models.load_model(batch_norm / "checkpoint.keras"), batch_norm),
                                atol=1e-4)
+
+
+def test_a_study_mixing_pool_paddings_scores_each_run_with_its_own(tmp_path):
+    """The two paddings hold weights of the same shapes, so scoring a run with the other's architecture
+    would load without complaint and answer differently (224 px: the pools of blocks 6 and 7 differ)."""
+    import keras
+
+    out = tmp_path / "study"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "training", "study", "--data", str(TRAIN_224), "--out", str(out),
+               "--recipes", "wide_long_less_dropout,wide_long_less_dropout_same_pool", "--seeds", "1",
+               "--epochs", "1", "--limit", "64", "--parallel", "1", "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for recipe in ("wide_long_less_dropout", "wide_long_less_dropout_same_pool"):
+        run = out / recipe / "seed1"
+        np.testing.assert_allclose(np.load(run / "logits_best.npz")["val"],
+                                   _val_logits(keras.models.load_model(run / "checkpoint.keras"), run), atol=1e-4)
