@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift|ood|compare`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift|hard-films|ood|compare`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -129,6 +129,15 @@ def _add_shift(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("training/shift"), help="(default: %(default)s)")
 
 
+def _add_hard_films(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hard-films", help="which films every study recipe gets wrong, each at its own threshold for the sensitivity floor (training/SHIFT.md)")
+    p.add_argument("--recipes", type=Path, nargs="+", required=True, help="study recipe folders (<recipe>/seed*/logits_best.npz)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root with the split (default: %(default)s)")
+    p.add_argument("--split", default="test_dev", help="the split the study scored as test (default: %(default)s)")
+    p.add_argument("--min-sensitivity", type=float, default=0.97, help="(default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("training/shift"), help="(default: %(default)s)")
+
+
 def _add_ood(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ood", help="fit the out-of-distribution check (is this a chest film?) on real films; adds the features output, writes ood.npz and the card's ood section")
     p.add_argument("--model", type=Path, default=Path("models"), help="the model folder (default: %(default)s)")
@@ -172,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ensemble(sub)
     _add_calibrate(sub)
     _add_shift(sub)
+    _add_hard_films(sub)
     _add_ood(sub)
     _add_compare(sub)
     _add_flush_denormals(sub)
@@ -260,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
 
         report = run(args.data, args.reference, args.model, args.out, args.val_list)
         print(json.dumps({k: report[k] for k in ("framing_sensitivity", "resize_paths")}, indent=2))
+        return 0
+    if args.command == "hard-films":
+        from training.hard_films import run as hard_films
+
+        report = hard_films(args.recipes, args.data, args.split, args.out, args.min_sensitivity)
+        print(json.dumps({k: report[k] for k in ("recipes", "false_positives", "false_negatives")}, indent=2))
         return 0
     if args.command == "ood":
         from training.ood_run import run_cli
