@@ -157,10 +157,10 @@ def build_card(
             "summary": ((f"deep ensemble of {len(run['members'])} members, one graph: mean of the members' "
                          "logits -> Dense(1) calibrated logit -> sigmoid; each member: ") if run.get("members") else "")
                        + "7 blocks of Conv2D(3x3, ReLU) -> "
-                       f"MaxPool2D(2, {config.get('pool_padding', 'valid')} padding) -> Dropout, "
+                       f"MaxPool2D(2, {trained['pool_padding']} padding) -> Dropout, "
                        "global average pool, Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": config["filters"], "dropout": config["dropout"],
-            "dense_units": config["dense_units"], "pool_padding": config.get("pool_padding", "valid"),
+            "dense_units": config["dense_units"], "pool_padding": trained["pool_padding"],
             "layers": architecture,
         },
         "hyperparameters": {k: trained[k] for k in (
