@@ -98,7 +98,7 @@ RECIPES: dict[str, dict] = {
     },
 }
 
-DEFAULT_RECIPE = "framing_resample_wide"
+DEFAULT_RECIPE = "same_pool_normal_crops"
 
 
 def recipe_overrides(name: str) -> dict:
