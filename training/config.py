@@ -12,6 +12,7 @@ from training.augment import AugmentConfig
 # framing-augmented model, validation unchanged).
 BORDER_CROP = 0.95
 OPTIMIZERS = ("adam", "adamw", "sgd")
+POOL_PADDINGS = ("valid", "same")  # training/model.py
 
 
 @dataclass
@@ -66,8 +67,8 @@ class TrainConfig:
             raise ValueError("label_smoothing must be in [0, 0.5)")
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
-        if self.pool_padding not in ("valid", "same"):
-            raise ValueError("pool_padding must be valid or same")
+        if self.pool_padding not in POOL_PADDINGS:
+            raise ValueError(f"pool_padding must be one of {', '.join(POOL_PADDINGS)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

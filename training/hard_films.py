@@ -47,11 +47,11 @@ def consistent_errors(
     labels = np.asarray(labels)
     per_recipe: dict[str, dict] = {}
     errors: dict[str, dict[str, set]] = {"false_positives": {}, "false_negatives": {}}
-    for recipe, recipe_scores_ in scores.items():
-        if len(recipe_scores_) != len(labels):
-            raise ValueError(f"{recipe} scored {len(recipe_scores_)} films, the split has {len(labels)}")
-        fp, fn = errors_at_sensitivity(labels, recipe_scores_, min_sensitivity)
-        per_recipe[recipe] = {"auc": round(metrics.roc_auc(labels, recipe_scores_), 4),
+    for recipe, recipe_logits in scores.items():
+        if len(recipe_logits) != len(labels):
+            raise ValueError(f"{recipe} scored {len(recipe_logits)} films, the split has {len(labels)}")
+        fp, fn = errors_at_sensitivity(labels, recipe_logits, min_sensitivity)
+        per_recipe[recipe] = {"auc": round(metrics.roc_auc(labels, recipe_logits), 4),
                               "false_positives": len(fp), "false_negatives": len(fn)}
         errors["false_positives"][recipe], errors["false_negatives"][recipe] = fp, fn
     report: dict = {"recipes": per_recipe, "min_sensitivity": min_sensitivity,

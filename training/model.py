@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from training.config import POOL_PADDINGS
+
 INPUT_NAME = "image"
 LOGIT_LAYER = "logit"
 PROBABILITY_OUTPUT = "probability"
@@ -42,8 +44,8 @@ def build_model(
     the 7x7 map of block 6 pools to 3x3 and block 7's 3x3 to 1x1, so the bottom and right of the film
     reach the head through fewer paths than the top and left. `"same"` pads instead (7 -> 4 -> 2) and
     the global average pool then averages four quadrants."""
-    if pool_padding not in ("valid", "same"):
-        raise ValueError(f"unknown pool_padding {pool_padding!r}: valid or same")
+    if pool_padding not in POOL_PADDINGS:
+        raise ValueError(f"unknown pool_padding {pool_padding!r}: one of {', '.join(POOL_PADDINGS)}")
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
