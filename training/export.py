@@ -123,8 +123,7 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
 def build_card(
     run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: str, keras_sha: str, parity: dict
 ) -> dict:
-    config = run["config"]
-    trained = TrainConfig.from_dict(config).to_dict()  # a run recorded before an option: at its default
+    trained = TrainConfig.from_dict(run["config"]).to_dict()  # a run recorded before an option: at its default
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
         for layer in model.layers
@@ -159,8 +158,8 @@ def build_card(
                        + "7 blocks of Conv2D(3x3, ReLU) -> "
                        f"MaxPool2D(2, {trained['pool_padding']} padding) -> Dropout, "
                        "global average pool, Dense(ReLU) -> Dropout -> Dense(1) logit",
-            "filters": config["filters"], "dropout": config["dropout"],
-            "dense_units": config["dense_units"], "pool_padding": trained["pool_padding"],
+            "filters": list(trained["filters"]), "dropout": list(trained["dropout"]),
+            "dense_units": trained["dense_units"], "pool_padding": trained["pool_padding"],
             "layers": architecture,
         },
         "hyperparameters": {k: trained[k] for k in (

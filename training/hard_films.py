@@ -12,6 +12,7 @@ it is an error) and `hard_films.png` (the films wrong in every recipe, as stored
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ import numpy as np
 from training import metrics
 from training.calibration import choose_threshold
 from training.data import Sample, list_samples
+from training.shift import load_films
 
 LOGITS_FILE = "logits_best.npz"
 
@@ -57,25 +59,20 @@ def consistent_errors(
     report: dict = {"recipes": per_recipe, "min_sensitivity": min_sensitivity,
                     "threshold": "per recipe, on the split itself (in sample)"}
     for kind, by_recipe in errors.items():
-        counts: dict[int, int] = {}
-        for films in by_recipe.values():
-            for i in films:
-                counts[i] = counts.get(i, 0) + 1
+        counts = Counter(i for films in by_recipe.values() for i in films)
         report[kind] = {
             "in_every_recipe": sorted(names[i] for i, n in counts.items() if n == len(scores)),
             "in_any_recipe": len(counts),
-            "recipes_per_film": {names[i]: n for i, n in sorted(counts.items(), key=lambda item: -item[1])},
+            "recipes_per_film": {names[i]: n for i, n in counts.most_common()},
         }
     return report
 
 
 def _montage(samples: list[Sample], path: Path, tile: int = 180) -> None:
+    """The films side by side, each under its file name (`shift.py`'s montage labels whole rows)."""
     tiles = []
-    for sample in samples:
-        image = cv2.imread(str(sample.path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise ValueError(f"cannot read {sample.path}")
-        image = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA)
+    for sample, film in zip(samples, load_films(samples), strict=True):
+        image = cv2.resize(film, (tile, tile), interpolation=cv2.INTER_AREA)
         banner = np.full((20, tile), 255, np.uint8)
         cv2.putText(banner, sample.path.stem[:24], (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1, cv2.LINE_AA)
         tiles.append(np.vstack([banner, image]))

@@ -86,7 +86,8 @@ class Scorer:
         return self.session.run(None, {self.card.input_name: batch})[0].reshape(-1)
 
 
-def _load(samples: list[Sample]) -> list[np.ndarray]:
+def load_films(samples: list[Sample]) -> list[np.ndarray]:
+    """The films as stored, uint8 grey; an unreadable file is an error, not a gap."""
     films = [cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE) for s in samples]
     missing = [str(s.path) for s, film in zip(samples, films, strict=True) if film is None]
     if missing:
@@ -202,14 +203,14 @@ def run(data: Path, reference: Path, shipped: Path, out: Path, val_split_list: P
     out.mkdir(parents=True, exist_ok=True)
     scorers = [Scorer(reference), Scorer(shipped)]
     test = list_samples(data / "test_dev")
-    test_films, test_labels = _load(test), np.array([s.label for s in test])
+    test_films, test_labels = load_films(test), np.array([s.label for s in test])
     train_samples = list_samples(data / "train")
     rng = np.random.default_rng(0)
     train_normal = [s for s in train_samples if s.label == 0]
     train_pneu = [s for s in train_samples if s.label == 1]
     val = read_split_list(val_split_list, data) if val_split_list else [
         train_normal[i] for i in rng.choice(len(train_normal), 200, replace=False)]
-    val_normal_films = _load([s for s in val if s.label == 0])
+    val_normal_films = load_films([s for s in val if s.label == 0])
 
     ref_probs = scorers[0].gray(test_films)
     normal_idx = np.where(test_labels == 0)[0]
@@ -221,15 +222,15 @@ def run(data: Path, reference: Path, shipped: Path, out: Path, val_split_list: P
         f"validation normals (n={len(val_normal_films)})": val_normal_films,
         f"test_dev normals the reference calls PNEUMONIA (n={len(high)})": high,
         f"test_dev normals the reference calls NORMAL (n={len(low)})": low,
-        "train pneumonia (200 at random)": _load([train_pneu[i] for i in rng.choice(len(train_pneu), 200, False)]),
+        "train pneumonia (200 at random)": load_films([train_pneu[i] for i in rng.choice(len(train_pneu), 200, False)]),
     }
     report: dict = {"reference": scorers[0].card.version, "shipped": scorers[1].card.version}
     report["properties"] = {name: image_properties(films, pre) for name, films in groups.items()}
     _histograms(groups, pre, out / "histograms.png")
     _montage(
         [[test_films[i] for i in order[:8]], [test_films[i] for i in order[-8:]],
-         _load([train_normal[i] for i in rng.choice(len(train_normal), 8, False)]),
-         _load([train_pneu[i] for i in rng.choice(len(train_pneu), 8, False)])],
+         load_films([train_normal[i] for i in rng.choice(len(train_normal), 8, False)]),
+         load_films([train_pneu[i] for i in rng.choice(len(train_pneu), 8, False)])],
         ["test_dev normals the reference model scores highest", "test_dev normals it scores lowest",
          "train normals (random)", "train pneumonia (random)"],
         out / "framing.png",
