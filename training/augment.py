@@ -29,6 +29,7 @@ class AugmentConfig:
     zoom: float = 0.15  # overall scale drawn from [1 - zoom, 1 + zoom]
     zoom_in: float = 0.0  # then magnified by a factor from [1, 1 + zoom_in]: a tighter crop
     zoom_in_normal: float = 0.0  # the same, for NORMAL films only (see below)
+    zoom_out_pneumonia: float = 0.0  # PNEUMONIA films only: shrunk by a factor from [1/(1 + z), 1]
     aspect: float = 0.0  # x/y scale ratio drawn log-uniformly from [1/(1+a), 1+a]
     shift: float = 0.08  # fraction of the side
     hflip_p: float = 0.0
@@ -69,12 +70,16 @@ def random_geometry(
     `zoom_in_normal` magnifies NORMAL films only: in train the normal films are framed
     wider (shoulders, arms, abdomen) than the pneumonia films, so framing predicts the
     label there and not on new films; tight crops of normal films break that link.
+    `zoom_out_pneumonia` attacks the same link from the other class: wider views of pneumonia films.
+    Each draws from `rng` only when it is set, so recipes without it keep their random stream.
     """
     h, w = image.shape
     angle = np.deg2rad(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
     scale = rng.uniform(1.0 - cfg.zoom, 1.0 + cfg.zoom) * rng.uniform(1.0, 1.0 + cfg.zoom_in)
     if label == 0 and cfg.zoom_in_normal > 0:
         scale *= rng.uniform(1.0, 1.0 + cfg.zoom_in_normal)
+    if label == 1 and cfg.zoom_out_pneumonia > 0:
+        scale /= rng.uniform(1.0, 1.0 + cfg.zoom_out_pneumonia)
     ratio = _log_uniform(rng, cfg.aspect) if cfg.aspect > 0 else 1.0
     sx, sy = scale * np.sqrt(ratio), scale / np.sqrt(ratio)
     if rng.random() < cfg.hflip_p:
@@ -148,6 +153,6 @@ def random_erasing(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generat
 def augment(
     image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, label: int | None = None
 ) -> np.ndarray:
-    """One random variant of a uint8 film; `label` (0 NORMAL, 1 PNEUMONIA) only for `zoom_in_normal`."""
+    """One random variant of a uint8 film; `label` (0 NORMAL, 1 PNEUMONIA) only for the class-conditional zooms."""
     varied = random_resampling(random_photometry(random_geometry(image, cfg, rng, label), cfg, rng), cfg, rng)
     return random_erasing(varied, cfg, rng)

@@ -96,6 +96,16 @@ RECIPES: dict[str, dict] = {
     "same_pool_normal_crops": {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
     },
+    # the same with stronger crops of the normal films (magnification up to 1.5): the one lever of table 8.
+    "same_pool_stronger_normal_crops": {
+        "augmentation": replace(_WIDE, zoom_in_normal=0.5), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+    },
+    # same_pool_normal_crops plus wider views of the pneumonia films (shrunk by up to 1/1.25): the framing
+    # cue attacked from both classes, so that neither a tight nor a wide view predicts the class.
+    "same_pool_class_framing": {
+        "augmentation": replace(_WIDE, zoom_in_normal=0.3, zoom_out_pneumonia=0.25), "epochs": 40, **_HALF_DROPOUT,
+        "pool_padding": "same",
+    },
 }
 
 DEFAULT_RECIPE = "same_pool_normal_crops"

@@ -41,6 +41,17 @@ def test_normal_only_zoom_touches_normal_films_only():
     assert np.abs(normal.astype(int) - image).mean() > 5
 
 
+def test_pneumonia_only_zoom_out_shrinks_pneumonia_films_only():
+    """A centred bright square covers less of a pneumonia film, and is untouched in a normal one."""
+    image = np.zeros((101, 101), np.uint8)
+    image[20:81, 20:81] = 255
+    cfg = _identity_geometry(zoom_out_pneumonia=0.5)
+    normal = augment(image, cfg, np.random.default_rng(5), label=0)
+    pneumonia = augment(image, cfg, np.random.default_rng(5), label=1)
+    assert np.abs(normal.astype(int) - image).max() <= 1
+    assert (pneumonia > 127).sum() < 0.9 * (image > 127).sum()
+
+
 def test_aspect_scales_x_and_y_apart():
     """A centred square stays centred but stops being square."""
     image = np.zeros((101, 101), np.uint8)
