@@ -18,6 +18,17 @@ os.environ.setdefault("KERAS_HOME", str(Path(".keras-home").resolve()))
 DEFAULT_DATA = Path("../shared/data/chest_xray_224")
 
 
+# Experiments must not overwrite the shipped model by accident: shipping is an explicit `--export-to models`.
+_EXPORT_DEFAULT = "default: the run folder's export/ (pass models to replace the shipped model)"
+
+
+def export_destination(requested: Path | None, run: Path) -> Path | None:
+    """Where a command exports `run`: the requested folder, none for 'none', else `run`/export."""
+    if requested is None:
+        return run / "export"
+    return None if str(requested).lower() == "none" else requested
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.config import TrainConfig
     from training.recipes import DEFAULT_RECIPE, RECIPES
@@ -27,7 +38,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root of a Kaggle-layout folder (default: %(default)s)")
     p.add_argument("--split", default=d.split, help="split folder to train on; validation is carved from it BY PATIENT (default: %(default)s)")
     p.add_argument("--out", type=Path, default=d.out, help="run folder for logs, checkpoints, split lists (default: %(default)s)")
-    p.add_argument("--export-to", type=Path, default=Path("models"), help="export the trained model here (ONNX, Keras, card, plots); 'none' to skip (default: %(default)s)")
+    p.add_argument("--export-to", type=Path, default=None, help=f"export the trained model here (ONNX, Keras, card, plots); 'none' to skip; {_EXPORT_DEFAULT}")
     p.add_argument("--epochs", type=int, default=None, help=f"epochs of the warm-up + cosine schedule; the best by validation AUC is kept (default: the recipe's, else {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak learning rate of the warm-up + cosine schedule (default: %(default)s)")
@@ -57,14 +68,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a run's model to ONNX with a parity check and a model card")
     p.add_argument("--run", type=Path, default=Path("runs/latest"), help="run folder written by train (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("models"), help="destination folder (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help=f"destination folder; {_EXPORT_DEFAULT}")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or 18 (default: %(default)s)")
 
 
 def _add_finalize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finalize", help="calibrate + threshold + export from a run's best checkpoint, without training (finishes a stopped run)")
     p.add_argument("--run", type=Path, default=Path("runs/latest"), help="run folder written by train (default: %(default)s)")
-    p.add_argument("--export-to", type=Path, default=Path("models"), help="export destination; 'none' to skip (default: %(default)s)")
+    p.add_argument("--export-to", type=Path, default=None, help=f"export destination; 'none' to skip; {_EXPORT_DEFAULT}")
 
 
 def _add_study(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +117,7 @@ def _add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root the members' split lists are relative to (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/ensemble"), help="run folder of the ensemble (default: %(default)s)")
     p.add_argument("--border-crop", type=float, default=None, help="serve with this border crop instead of the members' (default: theirs)")
-    p.add_argument("--export-to", type=Path, default=Path("models"), help="export destination; 'none' to skip (default: %(default)s)")
+    p.add_argument("--export-to", type=Path, default=None, help=f"export destination; 'none' to skip; {_EXPORT_DEFAULT}")
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -213,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         config = train_config(args)
         train_ensemble(config, args.members)
-        if str(args.export_to).lower() != "none":
+        if (destination := export_destination(args.export_to, config.out)) is not None:
             from training.export import export_run
 
-            export_run(config.out, args.export_to)
+            export_run(config.out, destination)
         return 0
     if args.command == "study":
         from training.study import StudyPlan, run_study
@@ -249,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.train_ensemble import join_members
 
         join_members(args.out, args.runs, args.data, border_crop=args.border_crop)
-        if str(args.export_to).lower() != "none":
+        if (destination := export_destination(args.export_to, args.out)) is not None:
             from training.export import export_run
 
-            export_run(args.out, args.export_to)
+            export_run(args.out, destination)
         return 0
     if args.command == "calibrate":
         from training.site_calibration import calibrate_site
@@ -288,15 +299,15 @@ def main(argv: list[str] | None = None) -> int:
         from training.train import refinalize
 
         refinalize(args.run)
-        if str(args.export_to).lower() != "none":
+        if (destination := export_destination(args.export_to, args.run)) is not None:
             from training.export import export_run
 
-            export_run(args.run, args.export_to)
+            export_run(args.run, destination)
         return 0
     if args.command == "export":
         from training.export import export_run
 
-        card = export_run(args.run, args.out, opset=args.opset)
+        card = export_run(args.run, args.out or args.run / "export", opset=args.opset)
         print(json.dumps({"version": card["version"], "onnx_sha256": card["onnx_sha256"], "parity": card["parity"]}))
         return 0
     from training.evaluate import evaluate
