@@ -29,6 +29,14 @@ def export_destination(requested: Path | None, run: Path) -> Path | None:
     return None if str(requested).lower() == "none" else requested
 
 
+def _export_if_asked(run: Path, requested: Path | None) -> None:
+    """Export `run` where `export_destination` says, unless it says nowhere."""
+    if (destination := export_destination(requested, run)) is not None:
+        from training.export import export_run
+
+        export_run(run, destination)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from training.config import TrainConfig
     from training.recipes import DEFAULT_RECIPE, RECIPES
@@ -224,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         config = train_config(args)
         train_ensemble(config, args.members)
-        if (destination := export_destination(args.export_to, config.out)) is not None:
-            from training.export import export_run
-
-            export_run(config.out, destination)
+        _export_if_asked(config.out, args.export_to)
         return 0
     if args.command == "study":
         from training.study import StudyPlan, run_study
@@ -260,10 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.train_ensemble import join_members
 
         join_members(args.out, args.runs, args.data, border_crop=args.border_crop)
-        if (destination := export_destination(args.export_to, args.out)) is not None:
-            from training.export import export_run
-
-            export_run(args.out, destination)
+        _export_if_asked(args.out, args.export_to)
         return 0
     if args.command == "calibrate":
         from training.site_calibration import calibrate_site
@@ -299,15 +301,16 @@ def main(argv: list[str] | None = None) -> int:
         from training.train import refinalize
 
         refinalize(args.run)
-        if (destination := export_destination(args.export_to, args.run)) is not None:
-            from training.export import export_run
-
-            export_run(args.run, destination)
+        _export_if_asked(args.run, args.export_to)
         return 0
     if args.command == "export":
         from training.export import export_run
 
-        card = export_run(args.run, args.out or args.run / "export", opset=args.opset)
+        destination = export_destination(args.out, args.run)
+        if destination is None:
+            print("export: --out none exports nothing; give a folder", file=sys.stderr)
+            return 2
+        card = export_run(args.run, destination, opset=args.opset)
         print(json.dumps({"version": card["version"], "onnx_sha256": card["onnx_sha256"], "parity": card["parity"]}))
         return 0
     from training.evaluate import evaluate

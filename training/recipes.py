@@ -15,12 +15,16 @@ from training.config import TrainConfig
 _FRAMING = AugmentConfig(zoom=0.2, aspect=0.25, shift=0.1)
 _FRAMING_RESAMPLE = replace(_FRAMING, resample_p=0.5, jpeg_p=0.3)
 _WIDE = replace(_FRAMING_RESAMPLE, zoom=0.3, aspect=0.4, shift=0.12)
-_QUARTER_DROPOUT = {
-    "dropout": tuple(rate / 4 for rate in TrainConfig.dropout), "dense_dropout": TrainConfig.dense_dropout / 4,
-}
-_HALF_DROPOUT = {
-    "dropout": tuple(rate / 2 for rate in TrainConfig.dropout), "dense_dropout": TrainConfig.dense_dropout / 2,
-}
+
+
+def _scaled_dropout(factor: float) -> dict:
+    """The seed's dropout rates, every one (blocks and head) times `factor`."""
+    return {"dropout": tuple(rate * factor for rate in TrainConfig.dropout),
+            "dense_dropout": TrainConfig.dense_dropout * factor}
+
+
+_HALF_DROPOUT = _scaled_dropout(0.5)
+_QUARTER_DROPOUT = _scaled_dropout(0.25)
 
 RECIPES: dict[str, dict] = {
     # The seed's recipe: rotation, isotropic zoom, shift, photometry.

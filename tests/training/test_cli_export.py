@@ -24,3 +24,11 @@ from training.cli import build_parser, export_destination
 def test_export_goes_to_the_run_folder_unless_given(argv: list[str], run: Path, expected: Path | None) -> None:
     args = build_parser().parse_args(argv)
     assert export_destination(args.export_to, run) == expected
+
+
+def test_export_refuses_none_instead_of_writing_a_folder_named_none(tmp_path: Path, monkeypatch) -> None:
+    from training.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", "none"]) == 2
+    assert not (tmp_path / "none").exists()
