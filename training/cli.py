@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -57,7 +58,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="fraction of each class's films moved to validation, whole patients at a time (default: %(default)s)")
     p.add_argument("--min-sensitivity", type=float, default=d.min_sensitivity, help="sensitivity floor on validation that sets the threshold (default: %(default)s)")
     p.add_argument("--input-size", type=int, default=d.preprocessing.input_size, help="model input side in pixels (default: %(default)s)")
-    p.add_argument("--border-crop", type=float, default=d.preprocessing.border_crop, help="share of each side kept, centred, after the resize (default: %(default)s)")
+    p.add_argument("--border-crop", type=float, default=None, help=f"share of each side kept, centred, after the resize (default: the recipe's, else {d.preprocessing.border_crop})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for the weights, batch order and augmentation (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="use only this many films (quick trials)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
@@ -210,17 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """`train`'s config: the recipe's overrides, then the command line's options. `--epochs` replaces
-    the recipe's epochs only when it is given."""
-    from app.imaging.preprocess import PreprocessConfig
+    the recipe's epochs and `--border-crop` its chain's border crop only when they are given."""
     from training.config import TrainConfig
+    from training.recipes import recipe_overrides
 
+    chain = recipe_overrides(args.recipe).get("preprocessing", TrainConfig().preprocessing)
+    chain = dataclasses.replace(
+        chain, input_size=args.input_size, **({"border_crop": args.border_crop} if args.border_crop is not None else {})
+    )
     return TrainConfig.for_recipe(
         args.recipe, data=args.data, split=args.split, out=args.out,
         **({"epochs": args.epochs} if args.epochs is not None else {}),
         batch_size=args.batch_size, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
         min_sensitivity=args.min_sensitivity, seed=args.seed, split_seed=args.split_seed, limit=args.limit,
         verbose=2 if args.quiet else 1,
-        preprocessing=PreprocessConfig(input_size=args.input_size, border_crop=args.border_crop),
+        preprocessing=chain,
     )
 
 

@@ -36,6 +36,9 @@ class TrainConfig:
     # > 0: also learn normal / bacterial / viral (from the file names) through an auxiliary head with
     # this loss weight; the head is dropped before calibration, so the shipped model is unchanged in form.
     subtype_weight: float = 0.0
+    # True: each epoch draws half its films from each class (the normal films, a quarter of train, are seen
+    # about twice as often, each time augmented anew) instead of weighing the classes in the loss.
+    balanced_sampling: bool = False
     framing_balance: bool = False  # weigh films so framing cannot predict the class (training/framing_weights.py)
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
@@ -77,6 +80,8 @@ class TrainConfig:
             raise ValueError("subtype_weight must be >= 0")
         if self.subtype_weight > 0 and self.mixup_alpha > 0:
             raise ValueError("mixup cannot mix the subtype head's class indices: use one or the other")
+        if self.balanced_sampling and self.framing_balance:
+            raise ValueError("framing_balance weighs the classes itself: use it or balanced_sampling, not both")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError("ema_momentum must be in [0, 1)")
 

@@ -59,6 +59,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         sample_weights: np.ndarray | None = None,
         mixup_alpha: float = 0.0,
         subtypes: np.ndarray | None = None,
+        balanced_sampling: bool = False,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images, labels.astype(np.float32)
@@ -69,6 +70,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.seed = seed
         self.mixup_alpha = mixup_alpha
         self.subtypes = subtypes
+        self.balanced_sampling = balanced_sampling
         if subtypes is not None and (sample_weights is None or mixup_alpha > 0):
             raise ValueError("the subtype head needs sample weights (Keras' class_weight takes one output) "
                              "and no mixup (its class indices cannot mix)")
@@ -83,7 +85,11 @@ class AugmentedBatches(keras.utils.PyDataset):
     def set_epoch(self, epoch: int) -> None:
         """Continue the batch order and augmentation of `epoch` (a resumed run)."""
         self.epoch = epoch
-        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
+        rng = np.random.default_rng((self.seed, self.epoch))
+        if self.balanced_sampling:
+            self.order = balanced_order(self.labels, rng)
+        else:
+            self.order = rng.permutation(len(self.images))
 
     def on_epoch_end(self) -> None:
         self.set_epoch(self.epoch + 1)
@@ -106,6 +112,24 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.mixup_alpha > 0:
             batch, labels, weights = mixup(batch, labels, weights, self.mixup_alpha, rng)
         return batch, labels, weights
+
+
+def balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An epoch of as many films as `labels`, half of each class, shuffled.
+
+    The smaller class is cycled through whole shuffled passes (each film drawn as often as any other,
+    give or take one), the larger one sampled without repeats, so every epoch still has len(labels) steps.
+    """
+    n = labels.size
+    halves = {0: n // 2, 1: n - n // 2}
+    parts = []
+    for label, count in halves.items():
+        members = np.flatnonzero(labels == label)
+        if members.size == 0:
+            raise ValueError(f"balanced sampling needs films of both classes; class {label} has none")
+        passes = -(-count // members.size)
+        parts.append(np.concatenate([rng.permutation(members) for _ in range(passes)])[:count])
+    return rng.permutation(np.concatenate(parts))
 
 
 def model_targets(labels: np.ndarray, subtypes: np.ndarray | None) -> np.ndarray | dict[str, np.ndarray]:

@@ -116,9 +116,14 @@ def score_runs(plan: StudyPlan) -> dict:
     val_samples = read_split_list(first / "splits" / "val.txt", plan.data)
     test_samples = list_samples(plan.data / plan.test_split)
     config = TrainConfig.from_dict(json.loads((first / "run.json").read_text())["config"])
-    val_x = _films([s.path for s in val_samples], config.preprocessing)  # the runs' own chain
-    test_x = _films([s.path for s in test_samples], config.preprocessing)
+    films: dict[PreprocessConfig, tuple[np.ndarray, np.ndarray]] = {}
     models: dict[tuple, tuple] = {}
+
+    def films_for(pre: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Validation and test films through this chain (each run is scored with its own), made once."""
+        if pre not in films:
+            films[pre] = (_films([s.path for s in val_samples], pre), _films([s.path for s in test_samples], pre))
+        return films[pre]
 
     def model_for(run_config: TrainConfig) -> tuple:
         """(model, logit model) of this run's architecture, built once."""
@@ -139,8 +144,7 @@ def score_runs(plan: StudyPlan) -> dict:
                 raise ValueError(f"{run_dir} was validated on another split")
             run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
             run_config = TrainConfig.from_dict(run["config"]) if "config" in run else config
-            if run_config.preprocessing != config.preprocessing:
-                raise ValueError(f"{run_dir} uses another preprocessing chain than {first}")
+            val_x, test_x = films_for(run_config.preprocessing)
             model, logit_model = model_for(run_config)
             for ckpt in CHECKPOINTS:
                 file = checkpoint_path(run_dir, CHECKPOINTS[ckpt])

@@ -276,7 +276,8 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
             "keras_backend": keras.backend.backend(),
         }
     recorder = RunRecorder(config.out / "run.json", summary)
-    class_weight = balanced_class_weight(train_labels)
+    # balanced sampling already shows the classes equally often: weighing them as well would count twice
+    class_weight = {0: 1.0, 1: 1.0} if config.balanced_sampling else balanced_class_weight(train_labels)
     sample_weights = None
     if config.framing_balance:  # balances the classes too, so it replaces the class weights
         sample_weights = framing_balanced_weights(train_images, train_labels)
@@ -291,6 +292,7 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
     batches = AugmentedBatches(
         train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed,
         sample_weights=sample_weights, mixup_alpha=config.mixup_alpha, subtypes=subtypes,
+        balanced_sampling=config.balanced_sampling,
     )
     batches.set_epoch(initial_epoch)
     stop = config.epochs if session_epochs is None else min(config.epochs, initial_epoch + session_epochs)

@@ -40,3 +40,18 @@ def test_study_passes_epochs_only_when_given(epochs: int | None, passed: str | N
     if epochs is None:
         config = train_config(build_parser().parse_args(command[command.index("train"):]))
         assert config.epochs == 40
+
+
+@pytest.mark.parametrize(
+    ("argv", "keep"),
+    [
+        (["train", "--recipe", "same_pool_normal_crops"], TrainConfig().preprocessing.border_crop),
+        (["train", "--recipe", "same_pool_normal_crops_crop90"], 0.90),
+        (["train", "--recipe", "same_pool_normal_crops_crop90", "--border-crop", "0.8"], 0.8),
+        (["train", "--recipe", "same_pool_normal_crops", "--border-crop", "1.0"], 1.0),
+    ],
+)
+def test_border_crop_comes_from_the_recipe_unless_given(argv: list[str], keep: float) -> None:
+    config = train_config(build_parser().parse_args(argv + ["--input-size", "96"]))
+    assert config.preprocessing.border_crop == keep
+    assert config.preprocessing.input_size == 96
