@@ -123,6 +123,7 @@ RECIPES: dict[str, dict] = {
     # same_pool_normal_crops with class-balanced batches instead of class weights in the loss: the normal
     # films (1 in 4 of train) come round about twice as often, each time with new crops and framing, where
     # the weights only counted each one ~1.9 times; the errors that remain are normals (SHIFT.md section 5).
+    # Table 10's 112 px screen: +0.005 test_dev AUC a member, +0.002 for the ensemble; awaits a full-size run.
     "same_pool_normal_crops_balanced_sampling": {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
         "balanced_sampling": True,
@@ -130,6 +131,7 @@ RECIPES: dict[str, dict] = {
     # same_pool_normal_crops with the chain keeping 90% of each side instead of 95%, in training and serving:
     # Grad-CAM on the false positives lights the arms, shoulders and film edges (SHIFT.md section 3); the
     # 0.95 crop lifted test_dev AUC for every framing-augmented model, applied after training (STUDY.md).
+    # Table 10's 112 px screen: -0.001 for the ensemble; rejected.
     "same_pool_normal_crops_crop90": {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
         "preprocessing": PreprocessConfig(border_crop=0.90),
