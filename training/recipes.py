@@ -123,7 +123,8 @@ RECIPES: dict[str, dict] = {
     # same_pool_normal_crops with class-balanced batches instead of class weights in the loss: the normal
     # films (1 in 4 of train) come round about twice as often, each time with new crops and framing, where
     # the weights only counted each one ~1.9 times; the errors that remain are normals (SHIFT.md section 5).
-    # Table 10's 112 px screen: +0.005 test_dev AUC a member, +0.002 for the ensemble; awaits a full-size run.
+    # Table 10's 112 px screen: +0.005 test_dev AUC a member, +0.002 for the ensemble; table 11 at full size:
+    # -0.005 for the ensemble against the shipped model (interval below 0). Rejected.
     "same_pool_normal_crops_balanced_sampling": {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
         "balanced_sampling": True,
