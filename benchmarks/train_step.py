@@ -12,15 +12,15 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from benchmarks.common import SHARED_DATA, bench_env
+from benchmarks.report import machine
 
 SETTINGS = {"oneDNN off": "0", "oneDNN on": "1"}
 
 
-def measure(films: int, threads: int, recipe: str) -> dict:
-    """One pass of `films` training films after a warm-up pass; runs inside the child process."""
+def measure(films: int, threads: int, recipe: str) -> float:
+    """Seconds a step: one pass of `films` training films after a warm-up pass; runs inside the child process."""
     from dataclasses import replace
 
     import numpy as np
@@ -29,7 +29,7 @@ def measure(films: int, threads: int, recipe: str) -> dict:
     from training.config import TrainConfig
     from training.dataset import AugmentedBatches, load_resized
     from training.recipes import recipe_overrides
-    from training.train import new_model, split_samples
+    from training.train import balanced_class_weight, new_model, split_samples
 
     set_threads(threads)
     config = replace(TrainConfig(data=SHARED_DATA / "chest_xray_224"), **recipe_overrides(recipe))
@@ -38,11 +38,11 @@ def measure(films: int, threads: int, recipe: str) -> dict:
     labels = np.array([s.label for s in samples])
     batches = AugmentedBatches(images, labels, config.batch_size, config.preprocessing, config.augmentation, 0)
     model = new_model(config)
-    weights = {0: 2.0, 1: 0.7}
+    weights = balanced_class_weight(labels)
     model.fit(batches, epochs=1, verbose=0, class_weight=weights)
     started = time.perf_counter()
     model.fit(batches, epochs=1, verbose=0, class_weight=weights)
-    return {"seconds_per_step": (time.perf_counter() - started) / len(batches), "steps": len(batches)}
+    return (time.perf_counter() - started) / len(batches)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.films, args.threads, args.recipe)))
+        print(json.dumps(measure(args.films, args.threads, args.recipe)))  # the parent reads the last line
         return
-    rows = {}
+    rows: dict[str, float] = {}
     for name, flag in SETTINGS.items():
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.train_step", "--child", "--films", str(args.films),
@@ -63,18 +63,11 @@ def main(argv: list[str] | None = None) -> None:
             env=bench_env(TF_ENABLE_ONEDNN_OPTS=flag), capture_output=True, text=True, check=True,
         )
         rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    base = rows["oneDNN off"]["seconds_per_step"]
-    print(f"recipe {args.recipe}, {args.films} films a pass, {args.threads} threads, CPU: {_cpu()}")
+    base = rows["oneDNN off"]
+    print(f"recipe {args.recipe}, {args.films} films a pass, {args.threads} threads, CPU: {machine()['cpu']}")
     print("| setting | s a step | speed-up |\n| --- | ---: | ---: |")
-    for name, row in rows.items():
-        print(f"| {name} | {row['seconds_per_step']:.3f} | {base / row['seconds_per_step']:.2f}x |")
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+    for name, seconds in rows.items():
+        print(f"| {name} | {seconds:.3f} | {base / seconds:.2f}x |")
 
 
 if __name__ == "__main__":
