@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     sidecar_env = dict(item.split("=", 1) for item in args.sidecar_env)
     api_env = dict(item.split("=", 1) for item in args.api_env)
     with Services() as services:
-        sidecar = services.start("sidecar", "app.sidecar.main:app", {"CXR_MODEL_DIR": str(args.model_dir), **sidecar_env})
+        sidecar = services.start("sidecar", "app.sidecar.main:app",
+                                 {"CXR_MODEL_DIR": str(args.model_dir), **sidecar_env})
         sidecar.wait_healthy()
         api = services.start("api", "app.api.main:app", {
             "CXR_MODEL_DIR": str(args.model_dir), "CXR_GRADCAM_URL": sidecar.url, **api_env}, launcher="app.api")

@@ -50,6 +50,15 @@ def _site_section(card: dict) -> list[str]:
     ]
 
 
+def _zeroed_line(parity: dict) -> list[str]:
+    """Cards written before the export counted them have no such entry."""
+    zeroed = parity.get("subnormal_weights_zeroed")
+    if zeroed is None:
+        return []
+    return [f"- Subnormal weights (below 1.2e-38) set to zero in the ONNX file at export: {zeroed} "
+            "(no output changes; onnxruntime would take the CPU's slow path for them, `training/onnx_denormals.py`)."]
+
+
 def _denormals_section(card: dict) -> list[str]:
     flushed = card.get("onnx_denormals_flushed")
     if not flushed:
@@ -150,6 +159,7 @@ def render_markdown(card: dict) -> str:
         f"- ONNX opset {card['onnx_opset']}, sha256 `{card['onnx_sha256']}`.",
         f"- Parity onnxruntime vs Keras on {card['parity']['n_images']} validation films: max |diff| "
         f"{card['parity']['max_abs_diff']:.2e} (tolerance {card['parity']['tolerance']:.0e}).",
+        *_zeroed_line(card["parity"]),
         f"- Versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}.",
         "",
         "## Robustness: validation films under simulated acquisition shifts",

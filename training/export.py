@@ -39,8 +39,9 @@ ONNX_FILE, KERAS_FILE = "model.onnx", "model.keras"
 EXPORT_OOD_NEGATIVES, EXPORT_OOD_FILM_NEGATIVES = 10, 20
 
 
-def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> None:
-    """tf2onnx conversion through a tf.function (the route that works with Keras 3)."""
+def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> int:
+    """tf2onnx conversion through a tf.function (the route that works with Keras 3); returns how many
+    subnormal weights were set to zero (the card records it)."""
     import tensorflow as tf
     import tf2onnx
 
@@ -54,7 +55,7 @@ def convert_to_onnx(model, input_size: int, path: Path, opset: int = 17) -> None
 
     tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
     add_features_output(path)
-    flush_file(path)  # subnormal weights: onnxruntime's slow path, and no effect on any output
+    return flush_file(path)  # subnormal weights: onnxruntime's slow path, and no effect on any output
 
 
 def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
@@ -93,7 +94,7 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_tmp = Path(tmp) / ONNX_FILE
-        convert_to_onnx(model, pre.input_size, onnx_tmp, opset)
+        zeroed = convert_to_onnx(model, pre.input_size, onnx_tmp, opset)
         films, labels = validation_films(run_dir, Path(run["data"]["root"]), pre)
         images = enhance_all(films[:PARITY_IMAGES], pre)
         keras_probs = model.predict(images, batch_size=32, verbose=0).reshape(-1)
@@ -108,7 +109,8 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     onnx_sha = sha256_of(out_dir / ONNX_FILE)
     keras_sha = sha256_of(out_dir / KERAS_FILE)
     card = build_card(run, pre, model, opset, onnx_sha, keras_sha,
-                      {"n_images": int(images.shape[0]), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE})
+                      {"n_images": int(images.shape[0]), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE,
+                       "subnormal_weights_zeroed": zeroed})
     card["output"]["features"] = features_card_entry(features_dim(out_dir / ONNX_FILE, pre.input_size))
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     card["robustness"] = robustness_report(out_dir, list(films), labels)

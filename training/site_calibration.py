@@ -90,7 +90,7 @@ def calibrate_site(
     pre = card.preprocessing
     with tempfile.TemporaryDirectory() as tmp:
         onnx_tmp = Path(tmp) / ONNX_FILE
-        convert_to_onnx(model, pre.input_size, onnx_tmp, int(card.raw.get("onnx_opset", 17)))
+        zeroed = convert_to_onnx(model, pre.input_size, onnx_tmp, int(card.raw.get("onnx_opset", 17)))
         # The refolded ONNX model must give what the fit predicts, film for film.
         from app.imaging.preprocess import Preprocessor, to_batch
 
@@ -123,7 +123,8 @@ def calibrate_site(
         "keras_sha256": sha256_of(out_dir / KERAS_FILE),
         "threshold": threshold,
         "threshold_rule": rule,
-        "parity": {"n_images": int(len(check)), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE},
+        "parity": {"n_images": int(len(check)), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE,
+                   "subnormal_weights_zeroed": zeroed},
         "versions": versions(),
         "site_calibration": {
             "parent_version": card.version,

@@ -54,7 +54,7 @@ def test_the_converter_exports_no_subnormal_weight(tmp_path):
     kernel.reshape(-1)[:5] = SUBNORMAL
     layer.set_weights([kernel, bias])
     onnx_path = tmp_path / "m.onnx"
-    convert_to_onnx(keras_model, 64, onnx_path)
+    assert convert_to_onnx(keras_model, 64, onnx_path) == 5
     assert subnormal_count(onnx.load(str(onnx_path))) == 0
     films = np.random.default_rng(0).random((4, 64, 64, 1), dtype=np.float32)
     expected = keras_model.predict(films, verbose=0).reshape(-1)

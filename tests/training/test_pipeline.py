@@ -33,6 +33,7 @@ def test_export_passes_parity_and_records_hashes(tiny_model_dir):
     card = load_model_card(tiny_model_dir)
     raw = card.raw
     assert raw["parity"]["max_abs_diff"] <= 1e-4
+    assert isinstance(raw["parity"]["subnormal_weights_zeroed"], int)  # the count itself: test_onnx_denormals.py
     assert raw["onnx_opset"] in (17, 18)
     assert card.onnx_sha256 == sha256_of(tiny_model_dir / card.onnx_file)
     assert raw["keras_sha256"] == sha256_of(tiny_model_dir / card.keras_file)
@@ -41,7 +42,8 @@ def test_export_passes_parity_and_records_hashes(tiny_model_dir):
     assert raw["calibration"]["method"].startswith("platt")
     for plot in raw["plots"]:
         assert (tiny_model_dir / plot).stat().st_size > 1000
-    assert "Not a medical device" in (tiny_model_dir / "MODEL_CARD.md").read_text()
+    markdown = (tiny_model_dir / "MODEL_CARD.md").read_text()
+    assert "Not a medical device" in markdown and "set to zero in the ONNX file at export" in markdown
 
 
 def test_calibration_is_folded_into_the_exported_weights(tiny_run):
