@@ -59,6 +59,21 @@ def _zeroed_line(parity: dict) -> list[str]:
             "(no output changes; onnxruntime would take the CPU's slow path for them, `training/onnx_denormals.py`)."]
 
 
+def _gradcam_output_lines(card: dict) -> list[str]:
+    entry = (card.get("output") or {}).get("gradcam")
+    if not entry:
+        return []
+    lines = [f"- Output `{entry['name']}`: the activations of {', '.join(f'`{n}`' for n in entry['layers'])} "
+             f"({sum(entry['channels'])} x {entry['grid'][0]} x {entry['grid'][1]}, NCHW); the API sends them to "
+             "the Grad-CAM sidecar, which runs only the rest of the network (`training/onnx_gradcam.py`)."]
+    added = card.get("gradcam_output_added")
+    if added:
+        lines.append(f"- Version {card['version']} is the ONNX file of {added['parent_version']} with that output "
+                     "added by `python -m training add-gradcam-output`: every other output bit-identical on "
+                     f"{added['outputs_bit_identical_on']} films; model.keras unchanged.")
+    return lines
+
+
 def _denormals_section(card: dict) -> list[str]:
     flushed = card.get("onnx_denormals_flushed")
     if not flushed:
@@ -160,6 +175,7 @@ def render_markdown(card: dict) -> str:
         f"- Parity onnxruntime vs Keras on {card['parity']['n_images']} validation films: max |diff| "
         f"{card['parity']['max_abs_diff']:.2e} (tolerance {card['parity']['tolerance']:.0e}).",
         *_zeroed_line(card["parity"]),
+        *_gradcam_output_lines(card),
         f"- Versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}.",
         "",
         "## Robustness: validation films under simulated acquisition shifts",

@@ -182,6 +182,12 @@ def _add_flush_denormals(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--films", type=Path, default=DEFAULT_DATA / "test_dev", help="folder of films, searched recursively, scored before and after (default: %(default)s)")
 
 
+def _add_gradcam_output(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("add-gradcam-output", help="add the gradcam_activations output to a model folder's ONNX file (the sidecar then maps from the API's activations; outputs checked bit-identical); new hash and version")
+    p.add_argument("--model", type=Path, default=Path("models"), help="model folder (default: %(default)s)")
+    p.add_argument("--films", type=Path, default=DEFAULT_DATA / "test_dev", help="folder of films, searched recursively, scored before and after (default: %(default)s)")
+
+
 def _add_tta(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tta", help="screen test-time augmentation: runs' ROC AUC on a split per re-framing of the films and per averaged set, against the plain film")
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="training run folders (their best checkpoints; their mean logit is the ensemble)")
@@ -205,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ood(sub)
     _add_compare(sub)
     _add_flush_denormals(sub)
+    _add_gradcam_output(sub)
     _add_tta(sub)
     return parser
 
@@ -260,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         from training.onnx_denormals import flush_denormals_cli
 
         print(json.dumps(flush_denormals_cli(args.model, args.films), indent=2))
+        return 0
+    if args.command == "add-gradcam-output":
+        from training.onnx_gradcam import add_gradcam_output_cli
+
+        print(json.dumps(add_gradcam_output_cli(args.model, args.films), indent=2))
         return 0
     if args.command == "compare":
         from training.compare import compare_predictions

@@ -1,8 +1,9 @@
 """Export a run to a deployable model folder.
 
 Writes into the destination:
-  model.onnx       tf2onnx conversion (input `image` NHWC float32, outputs `probability` and
-                   `features`, the pooled CNN features of the out-of-distribution check)
+  model.onnx       tf2onnx conversion (input `image` NHWC float32, outputs `probability`,
+                   `features`, the pooled CNN features of the out-of-distribution check, and
+                   `gradcam_activations`, what the Grad-CAM sidecar maps from)
   model.keras      the same weights, for the Grad-CAM sidecar
   model_card.json  the machine-readable card (the services read it)
   ood.npz          the out-of-distribution check's statistics (`training.ood_run`, card section `ood`)
@@ -30,6 +31,7 @@ from training.config import TrainConfig
 from training.dataset import enhance_all, validation_films
 from training.onnx_denormals import flush_file
 from training.onnx_features import add_features_output
+from training.onnx_gradcam import add_gradcam_output
 from training.robustness import robustness_report
 
 PARITY_TOLERANCE = 1e-4
@@ -95,6 +97,7 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_tmp = Path(tmp) / ONNX_FILE
         zeroed = convert_to_onnx(model, pre.input_size, onnx_tmp, opset)
+        gradcam_output = add_gradcam_output(onnx_tmp, model, run.get("gradcam_layers", [run["gradcam_layer"]]))
         films, labels = validation_films(run_dir, Path(run["data"]["root"]), pre)
         images = enhance_all(films[:PARITY_IMAGES], pre)
         keras_probs = model.predict(images, batch_size=32, verbose=0).reshape(-1)
@@ -112,6 +115,7 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
                       {"n_images": int(images.shape[0]), "max_abs_diff": max_diff, "tolerance": PARITY_TOLERANCE,
                        "subnormal_weights_zeroed": zeroed})
     card["output"]["features"] = features_card_entry(features_dim(out_dir / ONNX_FILE, pre.input_size))
+    card["output"]["gradcam"] = gradcam_output
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     card["robustness"] = robustness_report(out_dir, list(films), labels)
     plots = plot_run(run, run_dir, out_dir / "plots")

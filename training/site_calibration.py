@@ -69,6 +69,7 @@ def calibrate_site(
     from training.card import render_markdown
     from training.evaluate import predict_files
     from training.export import KERAS_FILE, ONNX_FILE, convert_to_onnx, onnx_probabilities, versions
+    from training.onnx_gradcam import add_gradcam_output
     from training.train import fold_platt_into_logit
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -91,6 +92,7 @@ def calibrate_site(
     with tempfile.TemporaryDirectory() as tmp:
         onnx_tmp = Path(tmp) / ONNX_FILE
         zeroed = convert_to_onnx(model, pre.input_size, onnx_tmp, int(card.raw.get("onnx_opset", 17)))
+        gradcam_output = add_gradcam_output(onnx_tmp, model, card.gradcam_layers)
         # The refolded ONNX model must give what the fit predicts, film for film.
         from app.imaging.preprocess import Preprocessor, to_batch
 
@@ -138,6 +140,9 @@ def calibrate_site(
                 logits, labels, [s.patient for s in samples], method, min_sensitivity),
         },
     })
+    new["output"]["gradcam"] = gradcam_output
+    for history in ("onnx_denormals_flushed", "gradcam_output_added"):  # the parent's file's, not this file's
+        new.pop(history, None)
     (out_dir / CARD_FILE).write_text(json.dumps(new, indent=2) + "\n")
     (out_dir / "MODEL_CARD.md").write_text(render_markdown(new))
     return new

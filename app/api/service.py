@@ -87,10 +87,20 @@ def score_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Score
 
 def predict_before_overlay(engine: InferenceEngine, prepared: PreparedImage) -> Assessment:
     """The answer for one image (blocking), and the overlay's background made now, while
-    the sidecar computes the heat map, instead of after it."""
+    the sidecar computes the heat map, instead of after it. With a model whose graph gives the
+    Grad-CAM activations, they come with the answer and the background is left for
+    `draw_background`, which runs while the sidecar works on them."""
+    if engine.has_gradcam_output:
+        (assessment,) = engine.assess([prepared], gradcam=True)
+        return assessment
     _ = prepared.preview
     (assessment,) = engine.assess([prepared])
     return assessment
+
+
+def draw_background(prepared: PreparedImage) -> None:
+    """The overlay's background (blocking): call while the sidecar computes the map."""
+    _ = prepared.preview
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,17 @@ class Overlay:
     label: str  # the class whose evidence the map shows: the label the response returns
 
 
-def start_heatmap(state: ServiceState, engine: InferenceEngine, prepared: PreparedImage) -> asyncio.Task[GradcamResult]:
-    """Ask the sidecar now; the answer is awaited by `collect_overlay`."""
+def start_heatmap(
+    state: ServiceState, engine: InferenceEngine, prepared: PreparedImage, assessment: Assessment | None = None,
+) -> asyncio.Task[GradcamResult]:
+    """Ask the sidecar now; the answer is awaited by `collect_overlay`. From the assessment's Grad-CAM
+    activations when it has them (the sidecar then runs only the end of the network), else from the
+    model input (the whole network: it can start before onnxruntime answers)."""
     assert state.gradcam is not None
-    return asyncio.create_task(state.gradcam.heatmap(prepared.enhanced, engine.card.version))
+    version = engine.card.version
+    if assessment is not None and assessment.gradcam_activations is not None:
+        return asyncio.create_task(state.gradcam.heatmap_from_activations(assessment.gradcam_activations, version))
+    return asyncio.create_task(state.gradcam.heatmap(prepared.enhanced, version))
 
 
 def render_overlay(

@@ -13,7 +13,15 @@ import httpx
 import numpy as np
 
 from app.gradcam.circuit_breaker import CircuitBreaker
-from app.gradcam.protocol import LABELS, ProtocolError, decode_heatmap, encode_request
+from app.gradcam.protocol import (
+    ACTIVATIONS_PATH,
+    IMAGE_PATH,
+    LABELS,
+    ProtocolError,
+    decode_heatmap,
+    encode_activations_request,
+    encode_request,
+)
 
 # Keras and ONNX agree to 1e-4 at export; more than this means a different model.
 PROBABILITY_TOLERANCE = 1e-3
@@ -56,17 +64,26 @@ class GradcamClient:
         return True, "ok"
 
     async def heatmap(self, model_input: np.ndarray, model_version: str) -> GradcamResult:
-        """Ask for the heat map; raise `GradcamUnavailable` with the reason on any failure.
+        """The maps of the enhanced uint8 model input (the sidecar runs the whole network); raise
+        `GradcamUnavailable` with the reason on any failure."""
+        return await self._guarded(IMAGE_PATH, *encode_request(model_input, model_version), model_version)
 
-        While the circuit breaker is open the sidecar is not called at all.
-        """
+    async def heatmap_from_activations(self, activations: np.ndarray, model_version: str) -> GradcamResult:
+        """The maps from the Grad-CAM layers' float32 (C, H, W) activations of the API's ONNX call (the
+        sidecar runs only the rest of the network)."""
+        return await self._guarded(ACTIVATIONS_PATH, *encode_activations_request(activations, model_version),
+                                   model_version)
+
+    async def _guarded(self, path: str, body: bytes, headers: dict[str, str], model_version: str
+                       ) -> GradcamResult:
+        """POST to the sidecar under the circuit breaker: while it is open the sidecar is not called at all."""
         breaker = self.breaker
         if not breaker.allow():
             raise GradcamUnavailable(
                 "circuit_open", f"Grad-CAM skipped: the sidecar failed {breaker.threshold} times in a row; "
                 f"next try in {breaker.retry_in_s():.0f} s")
         try:
-            result = await self._heatmap(model_input, model_version)
+            result = await self._post(path, body, headers, model_version)
         except GradcamUnavailable as exc:
             if exc.reason == "model_mismatch":  # the sidecar answers; it runs another model
                 breaker.record_success()
@@ -79,11 +96,10 @@ class GradcamClient:
         breaker.record_success()
         return result
 
-    async def _heatmap(self, model_input: np.ndarray, model_version: str) -> GradcamResult:
-        body, headers = encode_request(model_input, model_version)
+    async def _post(self, path: str, body: bytes, headers: dict[str, str], model_version: str) -> GradcamResult:
         try:
             async with asyncio.timeout(self.timeout_s):  # httpx timeouts are per phase, not total
-                response = await self._client.post("/gradcam", content=body, headers=headers)
+                response = await self._client.post(path, content=body, headers=headers)
         except (TimeoutError, httpx.TimeoutException):
             message = f"Grad-CAM sidecar did not answer within {self.timeout_s:g} s"
             raise GradcamUnavailable("timeout", message) from None

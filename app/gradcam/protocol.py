@@ -6,8 +6,15 @@ input (S*S bytes, row-major). Headers give its shape and the model version:
     X-CXR-Input-Shape: S,S
     X-CXR-Model-Version: <card version>
 
-The sidecar decodes nothing and draws nothing: it answers JSON with the heat maps only,
-`heatmaps` ({"PNEUMONIA": grid, "NORMAL": grid}: the evidence for each label, the layer's
+When the model's ONNX graph gives the Grad-CAM layers' activations (card `output.gradcam`), the API
+sends those instead, and the sidecar runs only the network after that layer
+(`POST /gradcam/activations`, body = float32 C*H*W bytes, row-major, native byte order):
+
+    X-CXR-Activations-Shape: C,H,W
+    X-CXR-Model-Version: <card version>
+
+The answer is the same either way. The sidecar decodes nothing and draws nothing: it answers JSON
+with the heat maps only, `heatmaps` ({"PNEUMONIA": grid, "NORMAL": grid}: the evidence for each label, the layer's
 grid, floats in [0, 1]), `empty_heatmaps` (per label), `layer`, `probability` (Keras),
 `model_version`. The API draws the map of the label it returns. The API draws the overlay itself
 (`app.imaging.overlay`) over the upload it already holds, so neither direction carries
@@ -20,6 +27,8 @@ import numpy as np
 
 CONTENT_TYPE = "application/octet-stream"
 INPUT_SHAPE_HEADER = "X-CXR-Input-Shape"
+ACTIVATIONS_SHAPE_HEADER = "X-CXR-Activations-Shape"
+IMAGE_PATH, ACTIVATIONS_PATH = "/gradcam", "/gradcam/activations"
 MODEL_VERSION_HEADER = "X-CXR-Model-Version"
 HEATMAP_DECIMALS = 4  # ample: the overlay quantizes the map to 256 colours
 LABELS = ("PNEUMONIA", "NORMAL")  # the keys of `heatmaps`
@@ -33,14 +42,16 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return ",".join(str(int(n)) for n in shape)
 
 
-def parse_shape(text: str | None, name: str) -> tuple[int, int]:
+def parse_shape(text: str | None, name: str, dims: str = "H,W") -> tuple[int, ...]:
+    """'H,W' (or the `dims` given, e.g. 'C,H,W') -> positive integers."""
+    n = len(dims.split(","))
     try:
         parts = tuple(int(p) for p in (text or "").split(","))
     except ValueError:
-        raise ProtocolError(f"{name} must be 'H,W'") from None
-    if len(parts) != 2 or min(parts) <= 0:
-        raise ProtocolError(f"{name} must be two positive integers 'H,W'")
-    return parts[0], parts[1]
+        raise ProtocolError(f"{name} must be '{dims}'") from None
+    if len(parts) != n or min(parts) <= 0:
+        raise ProtocolError(f"{name} must be {n} positive integers '{dims}'")
+    return parts
 
 
 def encode_request(model_input: np.ndarray, model_version: str) -> tuple[bytes, dict[str, str]]:
@@ -61,6 +72,30 @@ def decode_request(body: bytes, input_shape: tuple[int, int]) -> np.ndarray:
     if len(body) != expected:
         raise ProtocolError(f"body has {len(body)} bytes, the shape says {expected}")
     return np.frombuffer(body, dtype=np.uint8).reshape(input_shape)
+
+
+def encode_activations_request(activations: np.ndarray, model_version: str) -> tuple[bytes, dict[str, str]]:
+    """float32 (C, H, W) Grad-CAM layer activations -> (body, headers)."""
+    if activations.ndim != 3:
+        raise ProtocolError("the activations must be a 3-D (C, H, W) array")
+    headers = {
+        "Content-Type": CONTENT_TYPE,
+        ACTIVATIONS_SHAPE_HEADER: _shape_text(activations.shape),
+        MODEL_VERSION_HEADER: model_version,
+    }
+    return np.ascontiguousarray(activations, dtype=np.float32).tobytes(), headers
+
+
+def decode_activations_request(body: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `encode_activations_request`; checks the length against the shape and that every value is a
+    finite number >= 0 (ReLU outputs)."""
+    expected = 4 * int(np.prod(shape))
+    if len(body) != expected:
+        raise ProtocolError(f"body has {len(body)} bytes, the shape says {expected}")
+    activations = np.frombuffer(body, dtype=np.float32).reshape(shape)
+    if not np.isfinite(activations).all() or activations.min() < 0:
+        raise ProtocolError("activations must be finite and >= 0")
+    return activations
 
 
 def decode_heatmap(values: object) -> np.ndarray:

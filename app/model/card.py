@@ -32,6 +32,9 @@ class ModelCard:
     output_name: str = "probability"
     # The graph's second output (pooled CNN features for the out-of-distribution check); None: older models.
     features_name: str | None = None
+    # The graph's Grad-CAM layer activations, which the sidecar maps from; None: older models (the API then
+    # sends the sidecar the model input and it runs the whole network).
+    gradcam_name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -48,6 +51,7 @@ class ModelCard:
             input_name=data.get("input", {}).get("name", "image"),
             output_name=data.get("output", {}).get("name", "probability"),
             features_name=(data.get("output", {}).get("features") or {}).get("name"),
+            gradcam_name=(data.get("output", {}).get("gradcam") or {}).get("name"),
             raw=data,
         )
 

@@ -8,7 +8,7 @@ not, so each worker thread gets its own.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,8 @@ class Assessment:
     in_distribution: bool
     ood_score: float | None  # None: the model has no input check (an older card)
     ood_reasons: tuple[str, ...] = ()
+    # float32 (C, H, W): the Grad-CAM layers' activations, when asked for and the model has them
+    gradcam_activations: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class InferenceEngine:
@@ -113,26 +115,38 @@ class InferenceEngine:
         """P(pneumonia) for an NHWC float32 batch, in one onnxruntime call (the batch axis is dynamic)."""
         return self._run(batch)[0]
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        outputs = self.session.run(self._outputs, {self.card.input_name: batch})
-        probabilities = np.asarray(outputs[0], dtype=np.float64).reshape(len(batch), -1)[:, 0]
-        return probabilities, (np.asarray(outputs[1]) if len(outputs) > 1 else None)
+    def _run(self, batch: np.ndarray, gradcam: bool = False
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(probabilities, features or None, Grad-CAM activations or None) of one onnxruntime call."""
+        names = [*self._outputs, self.card.gradcam_name] if gradcam and self.card.gradcam_name else self._outputs
+        outputs = dict(zip(names, self.session.run(names, {self.card.input_name: batch}), strict=True))
+        probabilities = np.asarray(outputs[self.card.output_name], dtype=np.float64).reshape(len(batch), -1)[:, 0]
+        features = outputs[self.card.features_name] if self.card.features_name in self._outputs else None
+        return probabilities, features, outputs.get(self.card.gradcam_name) if gradcam else None
 
-    def assess(self, prepared: list[PreparedImage]) -> list[Assessment]:
-        """P(pneumonia) and the input check of each image, in one onnxruntime call."""
+    @property
+    def has_gradcam_output(self) -> bool:
+        """The ONNX graph gives the Grad-CAM layers' activations (`assess(..., gradcam=True)`)."""
+        return self.card.gradcam_name is not None
+
+    def assess(self, prepared: list[PreparedImage], gradcam: bool = False) -> list[Assessment]:
+        """P(pneumonia) and the input check of each image, in one onnxruntime call; with `gradcam`, also
+        the Grad-CAM layers' activations where the model has them."""
         if not prepared:
             return []
-        probabilities, features = self._run(np.concatenate([p.model_input for p in prepared], axis=0))
+        batch = np.concatenate([p.model_input for p in prepared], axis=0)
+        probabilities, features, activations = self._run(batch, gradcam)
         checks: list[OodResult | None] = [None] * len(prepared)
         if self.ood is not None and features is not None:
             checks = list(self.ood.check_batch(features, np.stack([p.enhanced for p in prepared]),
                                                [p.colour_saturation for p in prepared]))
         answers = []
-        for image, probability, check in zip(prepared, probabilities, checks, strict=True):
+        for k, (image, probability, check) in enumerate(zip(prepared, probabilities, checks, strict=True)):
             header = dicom_header_reasons(image.dicom)  # e.g. a CT or MR slice, whatever its pixels look like
             reasons = tuple(check.reasons if check else ()) + tuple(header)
             answers.append(Assessment(float(probability), (check is None or check.in_distribution) and not header,
-                                      check.score if check else None, reasons))
+                                      check.score if check else None, reasons,
+                                      activations[k] if activations is not None else None))
         return answers
 
     def label_for(self, probability: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,10 +16,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app.gradcam.protocol import (
+    ACTIVATIONS_PATH,
+    ACTIVATIONS_SHAPE_HEADER,
     HEATMAP_DECIMALS,
+    IMAGE_PATH,
     INPUT_SHAPE_HEADER,
     MODEL_VERSION_HEADER,
     ProtocolError,
+    decode_activations_request,
     decode_request,
     parse_shape,
 )
@@ -28,7 +32,7 @@ from app.model.card import ModelCard, load_model_card, sha256_of
 from app.sidecar.config import SidecarSettings
 
 if TYPE_CHECKING:  # TensorFlow is imported when the model loads, not with this module
-    from app.sidecar.gradcam import GradCam
+    from app.sidecar.gradcam import GradCam, GradcamMap
 
 log = logging.getLogger("cxr.sidecar")
 
@@ -106,33 +110,27 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
             "grid": list(state.gradcam.grid), "warmup_ms": state.warmup_ms, "xla": state.gradcam.jit_compile,
         })
 
-    @app.post("/gradcam")
-    async def gradcam(request: Request) -> JSONResponse:
+    def loaded(request: Request) -> tuple[ModelCard, GradCam]:
+        """The card and engine, or the HTTP error that says why not (503, or 409 for another model)."""
         if state.gradcam is None or state.card is None:
             raise HTTPException(status_code=503, detail=f"model not loaded: {state.load_error or 'starting'}")
-        card, engine = state.card, state.gradcam
         version = request.headers.get(MODEL_VERSION_HEADER)
-        if version is not None and version != card.version:
-            raise HTTPException(status_code=409, detail=f"sidecar runs model {card.version}, request is for {version}")
-        try:
-            input_shape = parse_shape(request.headers.get(INPUT_SHAPE_HEADER), INPUT_SHAPE_HEADER)
-        except ProtocolError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
-        size = card.preprocessing.input_size
-        if input_shape != (size, size):
-            raise HTTPException(status_code=422, detail=f"model input must be {size},{size}")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) != size * size:
-            raise HTTPException(status_code=422, detail=f"body has {declared} bytes, the shape says {size * size}")
-        body = await request.body()
-        try:
-            enhanced = decode_request(body, input_shape)
-        except ProtocolError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+        if version is not None and version != state.card.version:
+            raise HTTPException(status_code=409,
+                                detail=f"sidecar runs model {state.card.version}, request is for {version}")
+        return state.card, state.gradcam
 
+    async def read_body(request: Request, expected_bytes: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) != expected_bytes:
+            raise HTTPException(status_code=422, detail=f"body has {declared} bytes, the shape says {expected_bytes}")
+        return await request.body()
+
+    async def answer(request: Request, card: ModelCard, engine: GradCam, compute: Callable[[], GradcamMap]
+                     ) -> JSONResponse:
         def work() -> dict:
             start = time.perf_counter()
-            result = engine.compute(Preprocessor.to_float(enhanced))
+            result = compute()
             return {
                 "model_version": card.version,
                 "layer": engine.layer_name,
@@ -147,6 +145,43 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
             if await request.is_disconnected():
                 return JSONResponse(status_code=499, content={"detail": "client went away while queued"})
             return JSONResponse(await run_in_threadpool(work))
+
+    @app.post(IMAGE_PATH)
+    async def gradcam(request: Request) -> JSONResponse:
+        """The maps of one model input (uint8 S x S): the whole network forward and back."""
+        card, engine = loaded(request)
+        try:
+            input_shape = parse_shape(request.headers.get(INPUT_SHAPE_HEADER), INPUT_SHAPE_HEADER)
+        except ProtocolError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        size = card.preprocessing.input_size
+        if input_shape != (size, size):
+            raise HTTPException(status_code=422, detail=f"model input must be {size},{size}")
+        body = await read_body(request, size * size)
+        try:
+            enhanced = decode_request(body, input_shape)
+        except ProtocolError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return await answer(request, card, engine, lambda: engine.compute(Preprocessor.to_float(enhanced)))
+
+    @app.post(ACTIVATIONS_PATH)
+    async def gradcam_from_activations(request: Request) -> JSONResponse:
+        """The maps from the Grad-CAM layers' activations (float32 C x H x W, from the API's ONNX call): only
+        the network after those layers runs here."""
+        card, engine = loaded(request)
+        try:
+            shape = parse_shape(request.headers.get(ACTIVATIONS_SHAPE_HEADER), ACTIVATIONS_SHAPE_HEADER, "C,H,W")
+        except ProtocolError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        if shape != engine.activations_shape:
+            expected = ",".join(str(n) for n in engine.activations_shape)
+            raise HTTPException(status_code=422, detail=f"activations must be {expected}")
+        body = await read_body(request, 4 * int(np.prod(shape)))
+        try:
+            activations = decode_activations_request(body, shape)
+        except ProtocolError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return await answer(request, card, engine, lambda: engine.compute_from_activations(activations))
 
     return app
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,6 +132,27 @@ def test_metrics_over_http_count_predictions(services: Services) -> None:
     assert "cxr_predictions_total" in response.text
 
 
+def test_a_model_without_the_activations_output_gets_the_same_overlay(
+    services: Services, model_dir: Path, tmp_path: Path
+) -> None:
+    """A card without `output.gradcam` (an older export): the sidecar runs the whole network from the model
+    input instead of mapping from the API's activations, and draws the same picture."""
+    older = tmp_path / "older"
+    shutil.copytree(model_dir, older, ignore=shutil.ignore_patterns("plots"))
+    card = json.loads((older / "model_card.json").read_text())
+    del card["output"]["gradcam"]
+    (older / "model_card.json").write_text(json.dumps(card))
+    film = FIXTURE_JPEGS[1]
+    with running_services(older, tmp_path, gradcam_timeout_s=5) as image_path:
+        from_image = post(image_path.api_url, film).json()
+    from_activations = post(services.api_url, film).json()
+    assert from_image["probability"] == from_activations["probability"]
+    assert from_image["gradcam_label"] == from_activations["gradcam_label"]
+    difference = np.abs(decode_overlay(from_image["gradcam_overlay"]).astype(int)
+                        - decode_overlay(from_activations["gradcam_overlay"]).astype(int))
+    assert difference.mean() < 1.0  # grey levels: JPEG of maps equal to ~1e-3
+
+
 def test_predict_sidecar_stopped_returns_prediction_with_warning(services: Services) -> None:
     """Runs last in this module: it stops the sidecar."""
     before = post(services.api_url, FIXTURE_JPEGS[0], gradcam="false")
@@ -165,3 +188,4 @@ def test_serve_script_starts_both_and_stops_on_sigint(model_dir: Path, tmp_path:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
     assert '"message": "request"' not in (tmp_path / "serve.log").read_text()  # --log-level reaches the API too
+

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.gradcam.protocol import INPUT_SHAPE_HEADER, MODEL_VERSION_HEADER, encode_request
+from app.gradcam.protocol import (
+    ACTIVATIONS_PATH,
+    ACTIVATIONS_SHAPE_HEADER,
+    IMAGE_PATH,
+    INPUT_SHAPE_HEADER,
+    MODEL_VERSION_HEADER,
+    encode_activations_request,
+    encode_request,
+)
 from app.model.card import load_model_card
 from app.model.engine import InferenceEngine
 from app.sidecar.config import SidecarSettings
@@ -52,6 +60,50 @@ def test_gradcam_returns_heatmap_of_the_layer_grid(sidecar: TestClient, model_di
     assert not np.any((pneumonia > 0) & (normal > 0))
     assert payload["model_version"] == load_model_card(model_dir).version
     assert 0.0 <= payload["probability"] <= 1.0
+
+
+def activations_request_for(model_dir: Path, path: Path) -> tuple[bytes, dict[str, str], np.ndarray]:
+    """(body, headers, activations) of POST /gradcam/activations for one upload, from the ONNX call."""
+    engine = InferenceEngine(model_dir)
+    (assessment,) = engine.assess([engine.prepare(path.read_bytes(), 10**8)], gradcam=True)
+    assert assessment.gradcam_activations is not None, "the model's graph has no gradcam_activations output"
+    body, headers = encode_activations_request(assessment.gradcam_activations, engine.card.version)
+    return body, headers, assessment.gradcam_activations
+
+
+def test_activations_give_the_maps_of_the_image(sidecar: TestClient, model_dir: Path) -> None:
+    body, headers, _ = request_for(model_dir, FIXTURE_JPEGS[1])
+    from_image = sidecar.post(IMAGE_PATH, content=body, headers=headers).json()
+    body, headers, _ = activations_request_for(model_dir, FIXTURE_JPEGS[1])
+    response = sidecar.post(ACTIVATIONS_PATH, content=body, headers=headers)
+    assert response.status_code == 200
+    payload = response.json()
+    assert payload["probability"] == pytest.approx(from_image["probability"], abs=1e-4)
+    assert payload["layer"] == from_image["layer"] and payload["empty_heatmaps"] == from_image["empty_heatmaps"]
+    for label, heat in payload["heatmaps"].items():
+        np.testing.assert_allclose(np.array(heat), np.array(from_image["heatmaps"][label]), atol=2e-3)
+
+
+@pytest.mark.parametrize("damage", ["shape", "length", "negative", "nan", "version"])
+def test_bad_activations_requests_are_refused(sidecar: TestClient, model_dir: Path, damage: str) -> None:
+    body, headers, activations = activations_request_for(model_dir, FIXTURE_JPEGS[0])
+    good = body, dict(headers)
+    channels, height, width = activations.shape
+    expected = 422
+    if damage == "shape":
+        headers[ACTIVATIONS_SHAPE_HEADER] = f"{channels + 1},{height},{width}"
+    elif damage == "length":
+        body = body[:-4]
+    elif damage in ("negative", "nan"):
+        bad = activations.copy()
+        bad[0, 0, 0] = -1.0 if damage == "negative" else np.nan
+        body, _ = encode_activations_request(bad, headers[MODEL_VERSION_HEADER])
+    else:
+        headers[MODEL_VERSION_HEADER], expected = "0.0.0+other", 409
+    response = sidecar.post(ACTIVATIONS_PATH, content=body, headers=headers)
+    assert response.status_code == expected
+    assert response.json()["detail"]
+    assert sidecar.post(ACTIVATIONS_PATH, content=good[0], headers=good[1]).status_code == 200  # the next one is served
 
 
 def test_gradcam_wrong_body_length_returns_422(sidecar: TestClient, model_dir: Path) -> None:

@@ -40,6 +40,30 @@ def test_gradcam_real_film_gives_fine_normalised_map(gradcam: GradCam, engine: I
     assert result.predicted_label == engine.label_for(result.probability)
 
 
+@pytest.mark.parametrize("path", FIXTURE_JPEGS, ids=lambda p: p.name)
+def test_maps_from_the_onnx_activations_equal_the_maps_from_the_film(
+    gradcam: GradCam, engine: InferenceEngine, path: Path
+) -> None:
+    """The API's onnxruntime activations through the end of the network give the sidecar's own maps."""
+    prepared = engine.prepare(path.read_bytes(), 10**8)
+    (assessment,) = engine.assess([prepared], gradcam=True)
+    assert assessment.gradcam_activations is not None
+    assert assessment.gradcam_activations.shape == gradcam.activations_shape
+    from_film = gradcam.compute(prepared.model_input[0, :, :, 0])
+    from_activations = gradcam.compute_from_activations(assessment.gradcam_activations)
+    assert from_activations.probability == pytest.approx(from_film.probability, abs=1e-4)
+    assert from_activations.probability == pytest.approx(assessment.probability, abs=1e-4)
+    for label in from_film.heatmaps:
+        assert from_activations.empty[label] == from_film.empty[label]
+        np.testing.assert_allclose(from_activations.heatmaps[label], from_film.heatmaps[label], atol=1e-3)
+
+
+def test_activations_of_another_shape_are_refused(gradcam: GradCam) -> None:
+    channels, height, width = gradcam.activations_shape
+    with pytest.raises(ValueError, match="shape"):
+        gradcam.compute_from_activations(np.zeros((channels + 1, height, width), np.float32))
+
+
 def test_gradcam_function_is_traced_once(gradcam: GradCam) -> None:
     size = gradcam.input_size
     for seed in range(3):

@@ -32,6 +32,9 @@ def test_members_train_join_and_export_as_one_model(tmp_path):
     card = load_model_card(export)
     assert card.gradcam_layers == (f"m1_{card.gradcam_layer}", f"m2_{card.gradcam_layer}")
     assert len(card.raw["members"]) == 2 and card.raw["parity"]["max_abs_diff"] <= 1e-4
+    gradcam = card.raw["output"]["gradcam"]  # both members' maps reach the sidecar from one ONNX call
+    assert card.gradcam_name == gradcam["name"] and gradcam["layers"] == list(card.gradcam_layers)
+    assert len(gradcam["channels"]) == 2 and gradcam["channels"][0] == gradcam["channels"][1]
     assert card.preprocessing.border_crop == 0.95
     probs = predict_files(export, sorted(VAL16.glob("*/*.jpeg"))[:4])
     assert probs.shape == (4,) and np.all((probs >= 0) & (probs <= 1))

@@ -88,7 +88,7 @@ async def _overlays(
         warnings = list(upload.warnings)
         overlay = None
         if assessment.in_distribution:
-            task = start_heatmap(state, engine, upload.prepared)
+            task = start_heatmap(state, engine, upload.prepared, assessment)
             overlay = await collect_overlay(state, task, upload.prepared, assessment.probability, overlay_format,
                                             warnings)
         results.append((overlay, warnings))
@@ -123,7 +123,7 @@ async def predict_batch(
     good = [(i, p) for i, p in enumerate(prepared) if isinstance(p, Upload)]
     uploads = [p for _, p in good]
     mark = time.perf_counter()
-    assessments = await state.run(engine.assess, [u.prepared for u in uploads])
+    assessments = await state.run(engine.assess, [u.prepared for u in uploads], with_overlays)
     timings["inference"] = _ms(time.perf_counter() - mark)
     metrics.stage_latency.labels("inference_batch").observe(time.perf_counter() - mark)
 

@@ -16,6 +16,7 @@ from app.api.service import (
     Overlay,
     PredictionFields,
     collect_overlay,
+    draw_background,
     fields_for,
     label_of,
     predict_before_overlay,
@@ -84,11 +85,28 @@ async def predict(request: Request, state: State, options: Annotated[PredictOpti
         metrics.stage_latency.labels(stage).observe(seconds)
 
     overlay_task: asyncio.Task[GradcamResult] | None = None
-    if gradcam and state.gradcam is not None:
+    if gradcam and state.gradcam is not None and engine.has_gradcam_output:
         mark = time.perf_counter()
         upload = await state.run(prepare_upload, engine, data, settings.max_image_pixels)
         record("preprocess", time.perf_counter() - mark)
-        # The sidecar works while onnxruntime runs: both need only the preprocessed image.
+        mark = time.perf_counter()
+        assessment = await state.run(predict_before_overlay, engine, upload.prepared)
+        record("inference", time.perf_counter() - mark)
+        if assessment.in_distribution:  # no explanation of an answer that is not given
+            # The sidecar maps from this call's activations (the end of the network only), while the
+            # overlay's background is drawn here.
+            overlay_task = start_heatmap(state, engine, upload.prepared, assessment)
+            try:
+                await state.run(draw_background, upload.prepared)
+            except BaseException:
+                overlay_task.cancel()
+                raise
+    elif gradcam and state.gradcam is not None:
+        mark = time.perf_counter()
+        upload = await state.run(prepare_upload, engine, data, settings.max_image_pixels)
+        record("preprocess", time.perf_counter() - mark)
+        # An older model without the activations output: the sidecar runs the whole network from the
+        # model input, while onnxruntime runs.
         overlay_task = start_heatmap(state, engine, upload.prepared)
         try:
             mark = time.perf_counter()
