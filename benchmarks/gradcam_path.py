@@ -3,7 +3,8 @@
 Starts the sidecar and the API as `make bench` does, sends the 16 full-resolution films one at a
 time, and prints the median of each stage the API reports in `timings_ms` (read, preprocess,
 inference, gradcam_wait) beside the client's round trip; then calls the sidecar directly with each
-film's model input and prints its own compute time (`timings_ms.gradcam`) beside that round trip.
+film's model input (and, for a model whose graph gives them, with its Grad-CAM layer activations) and
+prints its own compute time (`timings_ms.gradcam`) beside that round trip.
 The gaps between the rows are what no stage accounts for (HTTP, the event loop, waiting for a core).
 Run it on an idle machine.
 """
@@ -49,24 +50,32 @@ def api_rows(url: str, uploads: list[tuple[str, bytes]], passes: int) -> dict[st
 
 
 def sidecar_rows(url: str, model_dir: Path, uploads: list[tuple[str, bytes]], passes: int) -> dict[str, list[float]]:
-    """The sidecar alone: its compute time and the round trip, for each film's model input."""
-    from app.gradcam.protocol import encode_request
+    """The sidecar alone: its compute time and the round trip, from each film's model input (`/gradcam`) and,
+    where the model's graph gives them, from its Grad-CAM layer activations (`/gradcam/activations`)."""
+    from app.gradcam.protocol import ACTIVATIONS_PATH, IMAGE_PATH, encode_activations_request, encode_request
     from app.model.engine import InferenceEngine
 
     engine = InferenceEngine(model_dir, threads=1)
     version = engine.card.version
-    bodies = [encode_request(engine.prepare(data, 50_000_000).enhanced, version) for _, data in uploads]
-    rows: dict[str, list[float]] = {"sidecar compute": [], "sidecar round trip": []}
+    prepared = [engine.prepare(data, 50_000_000) for _, data in uploads]
+    requests = {IMAGE_PATH: [encode_request(p.enhanced, version) for p in prepared]}
+    if engine.has_gradcam_output:
+        assessments = engine.assess(prepared, gradcam=True)
+        requests[ACTIVATIONS_PATH] = [encode_activations_request(a.gradcam_activations, version) for a in assessments]
+    rows: dict[str, list[float]] = {}
     with httpx.Client(base_url=url, timeout=30.0) as client:
-        for warm_up in (True, *([False] * passes)):
-            for body, headers in bodies:
-                start = time.perf_counter()
-                response = client.post("/gradcam", content=body, headers=headers)
-                elapsed = (time.perf_counter() - start) * 1000.0
-                response.raise_for_status()
-                if not warm_up:
-                    rows["sidecar round trip"].append(elapsed)
-                    rows["sidecar compute"].append(float(response.json()["timings_ms"]["gradcam"]))
+        for path, bodies in requests.items():
+            compute = rows.setdefault(f"sidecar {path} compute", [])
+            trip = rows.setdefault(f"sidecar {path} round trip", [])
+            for warm_up in (True, *([False] * passes)):
+                for body, headers in bodies:
+                    start = time.perf_counter()
+                    response = client.post(path, content=body, headers=headers)
+                    elapsed = (time.perf_counter() - start) * 1000.0
+                    response.raise_for_status()
+                    if not warm_up:
+                        trip.append(elapsed)
+                        compute.append(float(response.json()["timings_ms"]["gradcam"]))
     return rows
 
 
