@@ -54,10 +54,11 @@ def with_gradcam_output(model: onnx.ModelProto, layers: Sequence[str], channels:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     sources = [activation_source(model, layer) for layer in layers]
-    op = "Concat" if len(sources) > 1 else "Identity"
-    attributes = {"axis": 1} if len(sources) > 1 else {}
-    out.graph.node.append(helper.make_node(op, sources, [GRADCAM_OUTPUT], name=f"{GRADCAM_OUTPUT}/{op.lower()}",
-                                           **attributes))
+    if len(sources) > 1:
+        node = helper.make_node("Concat", sources, [GRADCAM_OUTPUT], name=f"{GRADCAM_OUTPUT}/concat", axis=1)
+    else:
+        node = helper.make_node("Identity", sources, [GRADCAM_OUTPUT], name=f"{GRADCAM_OUTPUT}/identity")
+    out.graph.node.append(node)
     batch = model.graph.output[0].type.tensor_type.shape.dim[0]
     out.graph.output.append(helper.make_tensor_value_info(
         GRADCAM_OUTPUT, TensorProto.FLOAT, [batch.dim_param or None, int(channels), *(int(n) for n in grid)]))
@@ -75,11 +76,11 @@ def gradcam_card_entry(layers: Sequence[str], channels: Sequence[int], grid: Seq
 
 def keras_gradcam_shapes(model, layers: Sequence[str]) -> tuple[list[int], tuple[int, int]]:
     """(channels per layer, (H, W)) of the Keras model's Grad-CAM layers; all must share one grid."""
-    shapes = [tuple(int(n) for n in model.get_layer(name).output.shape[1:]) for name in layers]
-    grids = {shape[:2] for shape in shapes}
+    shapes = [[int(n) for n in model.get_layer(name).output.shape[1:]] for name in layers]
+    grids = {(height, width) for height, width, _ in shapes}
     if len(grids) != 1:
         raise ValueError(f"the Grad-CAM layers' maps differ in size: {sorted(grids)}")
-    return [shape[2] for shape in shapes], grids.pop()
+    return [channels for _, _, channels in shapes], grids.pop()
 
 
 def add_gradcam_output(path, model, layers: Sequence[str]) -> dict:

@@ -122,7 +122,8 @@ class InferenceEngine:
         outputs = dict(zip(names, self.session.run(names, {self.card.input_name: batch}), strict=True))
         probabilities = np.asarray(outputs[self.card.output_name], dtype=np.float64).reshape(len(batch), -1)[:, 0]
         features = outputs[self.card.features_name] if self.card.features_name in self._outputs else None
-        return probabilities, features, outputs.get(self.card.gradcam_name) if gradcam else None
+        gradcam_name = self.card.gradcam_name
+        return probabilities, features, outputs[gradcam_name] if gradcam_name in names else None
 
     @property
     def has_gradcam_output(self) -> bool:

@@ -75,7 +75,8 @@ class GradCam:
     @property
     def activations_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of what `compute_from_activations` takes: the layers side by side on the channel axis."""
-        return (sum(self.channels), *self.grid)
+        height, width = self.grid
+        return sum(self.channels), height, width
 
     def _compile(self, jit_compile: bool):
         # XLA makes the forward+backward pass ~25% faster on CPU (same map to ~1e-5).

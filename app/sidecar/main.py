@@ -159,7 +159,7 @@ def create_app(settings: SidecarSettings | None = None) -> FastAPI:
             raise HTTPException(status_code=422, detail=f"model input must be {size},{size}")
         body = await read_body(request, size * size)
         try:
-            enhanced = decode_request(body, input_shape)
+            enhanced = decode_request(body, (size, size))
         except ProtocolError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         return await answer(request, card, engine, lambda: engine.compute(Preprocessor.to_float(enhanced)))
