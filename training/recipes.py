@@ -140,6 +140,7 @@ RECIPES: dict[str, dict] = {
     # same_pool_normal_crops with twice the filters in the first two blocks (16, 32), where the maps are 224
     # and 112 px wide: table 6 doubled the late blocks (+0.000); the fine texture of the films (viral
     # pneumonia is the harder class on test_dev) is seen only by the 8 and 16 early filters.
+    # Table 12 at full size: members 0.985, ensemble 0.986-0.987 against the shipped 0.988. Rejected.
     "same_pool_normal_crops_early_x2": {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
         "filters": (16, 32, 32, 64, 96, 128, 160),
