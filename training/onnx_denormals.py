@@ -58,6 +58,34 @@ def _outputs(path: Path, batch: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, {"image": batch}), strict=True))
 
 
+def replace_checked(onnx_path: Path, model: onnx.ModelProto, check_batch: np.ndarray, change: str) -> None:
+    """Write `model` over the ONNX file at `onnx_path`, only if every output that file has scores
+    bit-identically on `check_batch`; else raise and write nothing. `change` names it in the error."""
+    before = _outputs(onnx_path, check_batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp) / onnx_path.name
+        onnx.save(model, str(tmp_path))
+        after = _outputs(tmp_path, check_batch)
+        changed = [name for name in before if not np.array_equal(before[name], after[name])]
+        if changed:
+            raise RuntimeError(f"{change} changed {changed} on the check films; nothing written")
+        tmp_path.replace(onnx_path)
+
+
+def chain_batch(model_dir: Path, films_dir: Path) -> np.ndarray:
+    """The films under `films_dir` (searched recursively) through the card's chain: the batch a rewrite of
+    the model's ONNX file is checked on."""
+    from app.imaging.preprocess import Preprocessor, to_batch
+    from app.model.card import load_model_card
+    from training.data import IMAGE_SUFFIXES
+
+    films = sorted(p for p in Path(films_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not films:
+        raise FileNotFoundError(f"no films under {films_dir}")
+    preprocessor = Preprocessor(load_model_card(model_dir).preprocessing)
+    return to_batch([preprocessor.from_bytes(p.read_bytes()) for p in films])
+
+
 def flush_model_dir(model_dir: Path, check_batch: np.ndarray) -> dict | None:
     """Flush a model folder's ONNX file; update its hash, version and card, and return the card (its
     `onnx_denormals_flushed` says what was done). None when nothing changed.
@@ -72,15 +100,7 @@ def flush_model_dir(model_dir: Path, check_batch: np.ndarray) -> dict | None:
     flushed = flush_denormals(model)
     if not flushed:
         return None
-    before = _outputs(onnx_path, check_batch)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / onnx_path.name
-        onnx.save(model, str(tmp_path))
-        after = _outputs(tmp_path, check_batch)
-        changed = [name for name in before if not np.array_equal(before[name], after[name])]
-        if changed:
-            raise RuntimeError(f"flushing subnormal weights changed {changed} on the check films; nothing written")
-        tmp_path.replace(onnx_path)
+    replace_checked(onnx_path, model, check_batch, "flushing subnormal weights")
     parent = restamp(card, onnx_path)
     card["onnx_denormals_flushed"] = {
         "parent_version": parent, "weights": flushed, "outputs_bit_identical_on": int(len(check_batch)),
@@ -92,18 +112,12 @@ def flush_model_dir(model_dir: Path, check_batch: np.ndarray) -> dict | None:
 def flush_denormals_cli(model_dir: Path, films_dir: Path) -> dict:
     """`python -m training flush-denormals`: flush, check on the films of `films_dir` through the card's
     chain, and regenerate MODEL_CARD.md when the file changed."""
-    from app.imaging.preprocess import Preprocessor, to_batch
     from app.model.card import load_model_card
     from training.card import render_markdown
-    from training.data import IMAGE_SUFFIXES
 
     model_dir = Path(model_dir)
-    films = sorted(p for p in Path(films_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not films:
-        raise FileNotFoundError(f"no films under {films_dir}")
     before = load_model_card(model_dir)
-    preprocessor = Preprocessor(before.preprocessing)
-    card = flush_model_dir(model_dir, to_batch([preprocessor.from_bytes(p.read_bytes()) for p in films]))
+    card = flush_model_dir(model_dir, chain_batch(model_dir, films_dir))
     if card is None:
         return {"version": before.version, "flushed": None}
     (model_dir / "MODEL_CARD.md").write_text(render_markdown(card))

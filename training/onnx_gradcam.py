@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from app.model.card import CARD_FILE, restamp
-from app.model.session import open_session
+from training.onnx_denormals import chain_batch, replace_checked
 
 GRADCAM_OUTPUT = "gradcam_activations"
 
@@ -109,16 +108,8 @@ def ensure_gradcam_output(model_dir: Path, check_batch: np.ndarray) -> dict | No
     layers = card.get("gradcam_layers") or [card["gradcam_layer"]]
     channels, grid = keras_gradcam_shapes(keras.models.load_model(Path(model_dir) / card["files"]["keras"],
                                                                   compile=False), layers)
-    names = [o.name for o in graph.graph.output]
-    before = open_session(onnx_path).run(names, {"image": check_batch})
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / onnx_path.name
-        onnx.save(with_gradcam_output(graph, layers, sum(channels), grid), str(tmp_path))
-        after = open_session(tmp_path).run(names, {"image": check_batch})
-        changed = [name for name, b, a in zip(names, before, after, strict=True) if not np.array_equal(b, a)]
-        if changed:
-            raise RuntimeError(f"adding the Grad-CAM output changed {changed} on the check films; nothing written")
-        tmp_path.replace(onnx_path)
+    replace_checked(onnx_path, with_gradcam_output(graph, layers, sum(channels), grid), check_batch,
+                    "adding the Grad-CAM output")
     parent = restamp(card, onnx_path)
     card["output"]["gradcam"] = gradcam_card_entry(layers, channels, grid)
     card["gradcam_output_added"] = {"parent_version": parent, "outputs_bit_identical_on": int(len(check_batch))}
@@ -129,18 +120,10 @@ def ensure_gradcam_output(model_dir: Path, check_batch: np.ndarray) -> dict | No
 def add_gradcam_output_cli(model_dir: Path, films_dir: Path) -> dict:
     """`python -m training add-gradcam-output`: `ensure_gradcam_output` checked on the films of `films_dir`
     through the card's chain; MODEL_CARD.md regenerated when the file changed."""
-    from app.imaging.preprocess import Preprocessor, to_batch
-    from app.model.card import load_model_card
     from training.card import render_markdown
-    from training.data import IMAGE_SUFFIXES
 
     model_dir = Path(model_dir)
-    films = sorted(p for p in Path(films_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not films:
-        raise FileNotFoundError(f"no films under {films_dir}")
-    before = load_model_card(model_dir)
-    preprocessor = Preprocessor(before.preprocessing)
-    changed = ensure_gradcam_output(model_dir, to_batch([preprocessor.from_bytes(p.read_bytes()) for p in films]))
+    changed = ensure_gradcam_output(model_dir, chain_batch(model_dir, films_dir))
     card = json.loads((model_dir / CARD_FILE).read_text())
     if changed is not None:
         (model_dir / "MODEL_CARD.md").write_text(render_markdown(card))

@@ -87,12 +87,7 @@ def score_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Score
 
 def predict_before_overlay(engine: InferenceEngine, prepared: PreparedImage) -> Assessment:
     """The answer for one image (blocking), and the overlay's background made now, while
-    the sidecar computes the heat map, instead of after it. With a model whose graph gives the
-    Grad-CAM activations, they come with the answer and the background is left for
-    `draw_background`, which runs while the sidecar works on them."""
-    if engine.has_gradcam_output:
-        (assessment,) = engine.assess([prepared], gradcam=True)
-        return assessment
+    the sidecar computes the heat map, instead of after it."""
     _ = prepared.preview
     (assessment,) = engine.assess([prepared])
     return assessment

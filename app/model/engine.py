@@ -118,12 +118,11 @@ class InferenceEngine:
     def _run(self, batch: np.ndarray, gradcam: bool = False
              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(probabilities, features or None, Grad-CAM activations or None) of one onnxruntime call."""
-        names = [*self._outputs, self.card.gradcam_name] if gradcam and self.card.gradcam_name else self._outputs
-        outputs = dict(zip(names, self.session.run(names, {self.card.input_name: batch}), strict=True))
+        names = [*self._outputs, self.card.gradcam_name] if gradcam and self.has_gradcam_output else self._outputs
+        outputs: dict[str | None, np.ndarray] = dict(
+            zip(names, self.session.run(names, {self.card.input_name: batch}), strict=True))
         probabilities = np.asarray(outputs[self.card.output_name], dtype=np.float64).reshape(len(batch), -1)[:, 0]
-        features = outputs[self.card.features_name] if self.card.features_name in self._outputs else None
-        gradcam_name = self.card.gradcam_name
-        return probabilities, features, outputs[gradcam_name] if gradcam_name in names else None
+        return probabilities, outputs.get(self.card.features_name), outputs.get(self.card.gradcam_name)
 
     @property
     def has_gradcam_output(self) -> bool:

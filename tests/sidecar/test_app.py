@@ -62,19 +62,25 @@ def test_gradcam_returns_heatmap_of_the_layer_grid(sidecar: TestClient, model_di
     assert 0.0 <= payload["probability"] <= 1.0
 
 
-def activations_request_for(model_dir: Path, path: Path) -> tuple[bytes, dict[str, str], np.ndarray]:
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> InferenceEngine:
+    return InferenceEngine(model_dir)
+
+
+def activations_request_for(engine: InferenceEngine, path: Path) -> tuple[bytes, dict[str, str], np.ndarray]:
     """(body, headers, activations) of POST /gradcam/activations for one upload, from the ONNX call."""
-    engine = InferenceEngine(model_dir)
     (assessment,) = engine.assess([engine.prepare(path.read_bytes(), 10**8)], gradcam=True)
     assert assessment.gradcam_activations is not None, "the model's graph has no gradcam_activations output"
     body, headers = encode_activations_request(assessment.gradcam_activations, engine.card.version)
     return body, headers, assessment.gradcam_activations
 
 
-def test_activations_give_the_maps_of_the_image(sidecar: TestClient, model_dir: Path) -> None:
+def test_activations_give_the_maps_of_the_image(
+    sidecar: TestClient, model_dir: Path, engine: InferenceEngine
+) -> None:
     body, headers, _ = request_for(model_dir, FIXTURE_JPEGS[1])
     from_image = sidecar.post(IMAGE_PATH, content=body, headers=headers).json()
-    body, headers, _ = activations_request_for(model_dir, FIXTURE_JPEGS[1])
+    body, headers, _ = activations_request_for(engine, FIXTURE_JPEGS[1])
     response = sidecar.post(ACTIVATIONS_PATH, content=body, headers=headers)
     assert response.status_code == 200
     payload = response.json()
@@ -85,8 +91,8 @@ def test_activations_give_the_maps_of_the_image(sidecar: TestClient, model_dir: 
 
 
 @pytest.mark.parametrize("damage", ["shape", "length", "negative", "nan", "version"])
-def test_bad_activations_requests_are_refused(sidecar: TestClient, model_dir: Path, damage: str) -> None:
-    body, headers, activations = activations_request_for(model_dir, FIXTURE_JPEGS[0])
+def test_bad_activations_requests_are_refused(sidecar: TestClient, engine: InferenceEngine, damage: str) -> None:
+    body, headers, activations = activations_request_for(engine, FIXTURE_JPEGS[0])
     good = body, dict(headers)
     channels, height, width = activations.shape
     expected = 422

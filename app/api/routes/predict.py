@@ -85,36 +85,34 @@ async def predict(request: Request, state: State, options: Annotated[PredictOpti
         metrics.stage_latency.labels(stage).observe(seconds)
 
     overlay_task: asyncio.Task[GradcamResult] | None = None
-    if gradcam and state.gradcam is not None and engine.has_gradcam_output:
+    if gradcam and state.gradcam is not None:
         mark = time.perf_counter()
         upload = await state.run(prepare_upload, engine, data, settings.max_image_pixels)
         record("preprocess", time.perf_counter() - mark)
-        mark = time.perf_counter()
-        assessment = await state.run(predict_before_overlay, engine, upload.prepared)
-        record("inference", time.perf_counter() - mark)
-        if assessment.in_distribution:  # no explanation of an answer that is not given
-            # The sidecar maps from this call's activations (the end of the network only), while the
-            # overlay's background is drawn here.
-            overlay_task = start_heatmap(state, engine, upload.prepared, assessment)
+        if engine.has_gradcam_output:
+            mark = time.perf_counter()
+            (assessment,) = await state.run(engine.assess, [upload.prepared], True)
+            record("inference", time.perf_counter() - mark)
+            if assessment.in_distribution:  # no explanation of an answer that is not given
+                # The sidecar maps from this call's activations (the end of the network only), while the
+                # overlay's background is drawn here.
+                overlay_task = start_heatmap(state, engine, upload.prepared, assessment)
+                try:
+                    await state.run(draw_background, upload.prepared)
+                except BaseException:
+                    overlay_task.cancel()
+                    raise
+        else:
+            # An older model without the activations output: the sidecar runs the whole network from the
+            # model input, while onnxruntime runs.
+            overlay_task = start_heatmap(state, engine, upload.prepared)
             try:
-                await state.run(draw_background, upload.prepared)
+                mark = time.perf_counter()
+                assessment = await state.run(predict_before_overlay, engine, upload.prepared)
+                record("inference", time.perf_counter() - mark)
             except BaseException:
                 overlay_task.cancel()
                 raise
-    elif gradcam and state.gradcam is not None:
-        mark = time.perf_counter()
-        upload = await state.run(prepare_upload, engine, data, settings.max_image_pixels)
-        record("preprocess", time.perf_counter() - mark)
-        # An older model without the activations output: the sidecar runs the whole network from the
-        # model input, while onnxruntime runs.
-        overlay_task = start_heatmap(state, engine, upload.prepared)
-        try:
-            mark = time.perf_counter()
-            assessment = await state.run(predict_before_overlay, engine, upload.prepared)
-            record("inference", time.perf_counter() - mark)
-        except BaseException:
-            overlay_task.cancel()
-            raise
     else:
         scored = await state.run(score_upload, engine, data, settings.max_image_pixels)
         upload, assessment = scored.upload, scored.assessment
