@@ -5,7 +5,7 @@ sidecar all call. Its parameters live in `PreprocessConfig`, which the training 
 writes into the model card and the services read back from it, so the chain cannot
 drift between training and production.
 
-Chain: decode -> grayscale -> resize -> border crop -> median filter -> CLAHE -> float32 in [0, 1].
+Chain: decode -> grayscale -> resize -> [body crop] -> border crop -> median filter -> CLAHE -> float32 in [0, 1].
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ class PreprocessConfig:
     # Share of each side kept, centred, after the resize (then resized back to input_size): drops
     # the film's outer border (markers, collimation edges). 1.0 (no crop) for cards that predate it.
     border_crop: float = 1.0
+    # > 0: before the border crop, crop to the body: the rows and columns where at least this share of
+    # pixels is above the film's Otsu threshold (the air beside the body goes), then resize back to
+    # input_size. The framing of the body in the square predicts the class in train and not on new films
+    # (training/SHIFT.md section 1). 0.0 (off) for cards that predate it.
+    body_crop: float = 0.0
 
     def __post_init__(self) -> None:
         if self.input_size < 16:
@@ -53,6 +58,8 @@ class PreprocessConfig:
             raise ValueError("clahe_clip_limit must be positive")
         if self.clahe_tile_grid < 1:
             raise ValueError("clahe_tile_grid must be at least 1")
+        if not 0.0 <= self.body_crop < 1.0:
+            raise ValueError("body_crop must be in [0, 1)")
         if not 0.5 <= self.border_crop <= 1.0:
             raise ValueError("border_crop must be in [0.5, 1]")
         if self.interpolation not in _INTERPOLATIONS:
@@ -90,7 +97,7 @@ class Preprocessor:
                 flag = _INTERPOLATIONS[self.config.interpolation]
                 assert flag is not None  # only Pillow's filter has no OpenCV flag
                 gray = cv2.resize(gray, (size, size), interpolation=flag)
-        return self._crop_border(gray)
+        return self._crop_border(crop_to_body(gray, self.config.body_crop) if self.config.body_crop else gray)
 
     def _crop_border(self, square: np.ndarray) -> np.ndarray:
         keep = self.config.border_crop
@@ -126,6 +133,28 @@ class Preprocessor:
     def from_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """Encoded image bytes -> float32 (size, size) model input."""
         return self.from_gray(self.decode(data, max_pixels))
+
+
+# A body box narrower than this share of a side is taken for a failed threshold: that side is kept whole.
+_MIN_BODY_SIDE = 0.6
+
+
+def crop_to_body(square: np.ndarray, min_share: float) -> np.ndarray:
+    """The rows and columns of `square` whose share of Otsu foreground is at least `min_share`, at the same size."""
+    _, body = cv2.threshold(square, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    rows = _body_span(body.mean(axis=1), min_share)
+    cols = _body_span(body.mean(axis=0), min_share)
+    if rows == (0, square.shape[0]) and cols == (0, square.shape[1]):
+        return square
+    box = square[rows[0]:rows[1], cols[0]:cols[1]]
+    return cv2.resize(box, (square.shape[1], square.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _body_span(profile: np.ndarray, min_share: float) -> tuple[int, int]:
+    inside = np.flatnonzero(profile >= min_share)
+    if inside.size == 0 or inside[-1] + 1 - inside[0] < _MIN_BODY_SIDE * profile.size:
+        return 0, profile.size
+    return int(inside[0]), int(inside[-1]) + 1
 
 
 def to_batch(images: list[np.ndarray] | np.ndarray) -> np.ndarray:

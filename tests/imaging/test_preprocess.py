@@ -168,3 +168,42 @@ def test_border_crop_is_one_step_for_large_and_model_size_films():
 def test_border_crop_outside_its_range_is_refused(keep):
     with pytest.raises(ValueError, match="border_crop"):
         PreprocessConfig(border_crop=keep)
+
+
+def _body_on_air(body_cols: tuple[int, int]) -> np.ndarray:
+    """A bright 'body' (with structure) between two columns of dark air, at model size."""
+    film = np.full((224, 224), 12, np.uint8)
+    start, stop = body_cols
+    checks = (np.add.outer(np.arange(224), np.arange(224)) // 4) % 2  # half of every row and column brighter
+    film[:, start:stop] = (150 + 60 * checks[:, start:stop]).astype(np.uint8)
+    return film
+
+
+def test_body_crop_drops_the_air_beside_the_body():
+    film = _body_on_air((40, 184))
+    pre = Preprocessor(PreprocessConfig(body_crop=0.25))
+    cropped = pre.resize(film)
+    assert cropped.shape == (224, 224)
+    assert cropped[:, :5].min() > 100 and cropped[:, -5:].min() > 100  # the body now reaches both sides
+    assert np.array_equal(Preprocessor(PreprocessConfig()).resize(film), film)  # 0.0: off
+
+
+def test_body_crop_leaves_a_film_the_body_fills_and_a_failed_threshold_alone():
+    pre = Preprocessor(PreprocessConfig(body_crop=0.25))
+    filled = _body_on_air((0, 224))
+    assert np.array_equal(pre.resize(filled), filled)
+    narrow = _body_on_air((100, 160))  # a box under 60% of the side is taken for a failed threshold
+    assert np.array_equal(pre.resize(narrow), narrow)
+
+
+def test_body_crop_then_border_crop_is_one_step_for_large_and_model_size_films():
+    big = cv2.resize(_body_on_air((40, 184)), (896, 896), interpolation=cv2.INTER_NEAREST)
+    pre = Preprocessor(PreprocessConfig(body_crop=0.25, border_crop=0.95))
+    small = Preprocessor(PreprocessConfig()).resize(big)
+    np.testing.assert_array_equal(pre.resize(big), pre.resize(small))
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0])
+def test_body_crop_outside_its_range_is_refused(share):
+    with pytest.raises(ValueError, match="body_crop"):
+        PreprocessConfig(body_crop=share)

@@ -55,3 +55,10 @@ def test_border_crop_comes_from_the_recipe_unless_given(argv: list[str], keep: f
     config = train_config(build_parser().parse_args(argv + ["--input-size", "96"]))
     assert config.preprocessing.border_crop == keep
     assert config.preprocessing.input_size == 96
+
+
+def test_the_body_crop_comes_from_the_recipe_with_the_border_crop_given() -> None:
+    argv = ["train", "--recipe", "same_pool_normal_crops_body_crop", "--border-crop", "0.9", "--input-size", "96"]
+    chain = train_config(build_parser().parse_args(argv)).preprocessing
+    assert (chain.body_crop, chain.border_crop, chain.input_size) == (0.25, 0.9, 96)
+    assert train_config(build_parser().parse_args(["train", "--input-size", "96"])).preprocessing.body_crop == 0.0
