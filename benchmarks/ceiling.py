@@ -12,13 +12,12 @@ one layout only (the suite re-measures the best one next to each load run).
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_MODEL_DIR, cpu_count, load_uploads, setup_process_env
+from benchmarks.common import DEFAULT_MODEL_DIR, cpu_count, load_uploads, setup_process_env, write_or_print
 
 
 def _session(model_dir: Path, onnx_file: str, threads: int, spinning: bool):
@@ -89,11 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.layout:
         threads, ort_threads, spinning, cv_threads = (int(part) for part in args.layout.split(","))
         layouts = [(threads, ort_threads, bool(spinning), cv_threads)]
-    text = json.dumps(measure(args.model_dir, args.passes, layouts), indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    write_or_print(measure(args.model_dir, args.passes, layouts), args.json)
 
 
 if __name__ == "__main__":

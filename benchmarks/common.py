@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from pathlib import Path
@@ -28,6 +29,15 @@ def bench_env(root: Path | None = None, **extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(roots + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.update(extra)
     return env
+
+
+def write_or_print(result: object, path: Path | None) -> None:
+    """A child benchmark's result as JSON: into `path` (how the suite reads it back), else on stdout."""
+    text = json.dumps(result, indent=2)
+    if path:
+        path.write_text(text)
+    else:
+        print(text)
 
 
 def app_root() -> Path:

@@ -9,11 +9,10 @@ Run alone: `python -m benchmarks.runtimes --model-dir models`.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_MODEL_DIR, load_uploads, setup_process_env, summarize_ms
+from benchmarks.common import DEFAULT_MODEL_DIR, load_uploads, setup_process_env, summarize_ms, write_or_print
 
 RUNTIMES = [("onnxruntime", "onnxruntime (API)"), ("keras_predict", "Keras model.predict"),
             ("tf_function", "tf.function (compiled graph)")]
@@ -83,11 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls-b32", type=int, default=8)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    text = json.dumps(measure(args.model_dir, args.calls_b1, args.calls_b32), indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    write_or_print(measure(args.model_dir, args.calls_b1, args.calls_b32), args.json)
 
 
 if __name__ == "__main__":

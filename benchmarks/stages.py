@@ -11,12 +11,11 @@ Run alone: `python -m benchmarks.stages --model-dir models --reps 5`.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_MODEL_DIR, load_uploads, setup_process_env, summarize_ms
+from benchmarks.common import DEFAULT_MODEL_DIR, load_uploads, setup_process_env, summarize_ms, write_or_print
 
 # (key, label shown in the table), in chain order.
 STAGES = [
@@ -101,12 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--json", type=Path, help="write the results here (default: print)")
     args = parser.parse_args(argv)
-    result = measure(args.model_dir, args.reps)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    write_or_print(measure(args.model_dir, args.reps), args.json)
 
 
 if __name__ == "__main__":
