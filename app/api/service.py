@@ -122,11 +122,11 @@ def start_heatmap(
 
 
 def render_overlay(
-    prepared: PreparedImage, result: GradcamResult, label: str, overlay_format: OverlayFormat, keep: float = 1.0
+    prepared: PreparedImage, result: GradcamResult, label: str, overlay_format: OverlayFormat
 ) -> Overlay:
-    """Blend the map of `label` and encode (blocking, ~3 ms for JPEG: call from a worker thread);
-    `keep`: the card's border crop."""
-    encoded = overlay_image(prepared.preview, result.heatmaps[label], overlay_format, keep=keep)
+    """Blend the map of `label` over the part of the upload the model saw and encode (blocking, ~3 ms for
+    JPEG: call from a worker thread)."""
+    encoded = overlay_image(prepared.preview, result.heatmaps[label], overlay_format, view=prepared.view)
     return Overlay(base64.b64encode(encoded).decode("ascii"), overlay_format, result.layer, label)
 
 
@@ -147,8 +147,7 @@ async def collect_overlay(
     label = engine.label_for(probability)
     if result.empty[label]:
         warnings.append(f"Grad-CAM found no evidence for {label}; the heat map is empty")
-    keep = engine.card.preprocessing.border_crop
-    return await state.run(render_overlay, prepared, result, label, overlay_format, keep)
+    return await state.run(render_overlay, prepared, result, label, overlay_format)
 
 
 def preview_png(prepared: PreparedImage) -> str:

@@ -11,6 +11,8 @@ from enum import StrEnum
 import cv2
 import numpy as np
 
+from app.imaging.preprocess import FULL_VIEW, View
+
 DEFAULT_ALPHA = 0.5
 DEFAULT_LONG_SIDE = 512
 JPEG_QUALITY = 90
@@ -32,23 +34,24 @@ class OverlayFormat(StrEnum):
         return f"image/{self.value}"
 
 
-def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int], keep: float = 1.0) -> np.ndarray:
+def upsample_heatmap(heatmap: np.ndarray, shape: tuple[int, int], view: View = FULL_VIEW) -> np.ndarray:
     """Grid in [0, 1] -> float32 (H, W) in [0, 1], smoothly interpolated.
 
-    The model input is the film squashed to a square, its border cropped to the central
-    `keep` of each side (the card's `border_crop`), so stretching the grid over that
-    central part of the film's own shape puts every cell back over the region it saw.
+    The model input is the film squashed to a square, then cropped (body and border crops of the
+    chain) to `view`, the part of the film it shows (`Preprocessor.frame`); stretching the grid over
+    that part of the film's own shape puts every cell back over the region it saw.
     """
     grid = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if grid.ndim != 2 or grid.size == 0:
         raise ValueError("heat map must be a non-empty 2-D grid")
-    height, width = max(1, round(shape[0] * keep)), max(1, round(shape[1] * keep))
+    top, bottom = round(shape[0] * view.top), round(shape[0] * view.bottom)
+    left, right = round(shape[1] * view.left), round(shape[1] * view.right)
+    height, width = max(1, bottom - top), max(1, right - left)
     resized = np.clip(cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
     if (height, width) == tuple(shape):
         return resized
-    top, left = (shape[0] - height) // 2, (shape[1] - width) // 2
     framed = np.zeros(shape, np.float32)
-    framed[top:top + height, left:left + width] = resized
+    framed[top:top + height, left:left + width] = resized[:shape[0] - top, :shape[1] - left]
     return framed
 
 
@@ -57,7 +60,7 @@ def colorize(heat: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(np.round(heat * 255.0).astype(np.uint8), cv2.COLORMAP_JET)
 
 
-def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA, keep: float = 1.0) -> np.ndarray:
+def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA, view: View = FULL_VIEW) -> np.ndarray:
     """Heat map blended over the grayscale image -> BGR uint8 of the image's shape.
 
     The blend weight grows with the heat, so cold regions show the film unchanged and
@@ -67,7 +70,7 @@ def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = DEFAULT_ALPHA, k
         raise ValueError("expected a 2-D uint8 grayscale image")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be in [0, 1]")
-    heat = upsample_heatmap(heatmap, gray.shape, keep)
+    heat = upsample_heatmap(heatmap, gray.shape, view)
     weight = np.float32(alpha) * heat
     base = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     return cv2.blendLinear(base, colorize(heat), np.float32(1.0) - weight, weight)
@@ -91,9 +94,9 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
 
 def overlay_image(gray: np.ndarray, heatmap: np.ndarray, fmt: OverlayFormat = OverlayFormat.JPEG,
-                  alpha: float = DEFAULT_ALPHA, keep: float = 1.0) -> bytes:
-    """The overlay as encoded bytes, at the grayscale image's size (`keep`: see `upsample_heatmap`)."""
-    image = blend(gray, heatmap, alpha, keep)
+                  alpha: float = DEFAULT_ALPHA, view: View = FULL_VIEW) -> bytes:
+    """The overlay as encoded bytes, at the grayscale image's size (`view`: see `upsample_heatmap`)."""
+    image = blend(gray, heatmap, alpha, view)
     return encode_jpeg(image) if fmt is OverlayFormat.JPEG else encode_png(image)
 
 

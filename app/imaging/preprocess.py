@@ -30,6 +30,26 @@ _INTERPOLATIONS = {
 
 
 @dataclass(frozen=True)
+class View:
+    """The part of the film that the model input shows, in fractions of the film's height and width:
+    where the Grad-CAM grid goes back over the film (`app/imaging/overlay.py`)."""
+
+    top: float = 0.0
+    left: float = 0.0
+    bottom: float = 1.0
+    right: float = 1.0
+
+    def within(self, rows: tuple[int, int], cols: tuple[int, int], side: int) -> View:
+        """This view narrowed to pixel `rows` and `cols` of the (side, side) square it was resized to."""
+        height, width = self.bottom - self.top, self.right - self.left
+        return View(self.top + height * rows[0] / side, self.left + width * cols[0] / side,
+                    self.top + height * rows[1] / side, self.left + width * cols[1] / side)
+
+
+FULL_VIEW = View()
+
+
+@dataclass(frozen=True)
 class PreprocessConfig:
     """Parameters of the chain; stored verbatim in the model card."""
 
@@ -88,7 +108,11 @@ class Preprocessor:
         )
 
     def resize(self, gray: np.ndarray) -> np.ndarray:
-        """Any size -> (size, size), then the border crop; a film already at model size is only cropped."""
+        """Any size -> (size, size), then the body and border crops; a film at model size is only cropped."""
+        return self.frame(gray)[0]
+
+    def frame(self, gray: np.ndarray) -> tuple[np.ndarray, View]:
+        """`resize`, and the part of the film its result shows."""
         size = self.config.input_size
         if gray.shape != (size, size):
             if self.config.interpolation == "pil_bilinear":
@@ -97,17 +121,17 @@ class Preprocessor:
                 flag = _INTERPOLATIONS[self.config.interpolation]
                 assert flag is not None  # only Pillow's filter has no OpenCV flag
                 gray = cv2.resize(gray, (size, size), interpolation=flag)
-        return self._crop_border(crop_to_body(gray, self.config.body_crop) if self.config.body_crop else gray)
-
-    def _crop_border(self, square: np.ndarray) -> np.ndarray:
+        view = FULL_VIEW
+        if self.config.body_crop:
+            rows, cols = body_box(gray, self.config.body_crop)
+            gray, view = _crop_to_square(gray, rows, cols), view.within(rows, cols, size)
         keep = self.config.border_crop
-        if keep >= 1.0:
-            return square
-        size = square.shape[0]
-        side = round(size * keep)
-        start = (size - side) // 2
-        centre = square[start:start + side, start:start + side]
-        return cv2.resize(centre, (size, size), interpolation=cv2.INTER_LINEAR)
+        if keep < 1.0:
+            side = round(size * keep)
+            start = (size - side) // 2
+            span = (start, start + side)
+            gray, view = _crop_to_square(gray, span, span), view.within(span, span, size)
+        return gray, view
 
     def enhance(self, resized: np.ndarray) -> np.ndarray:
         """Median filter then CLAHE on a uint8 image at model size."""
@@ -139,15 +163,11 @@ class Preprocessor:
 _MIN_BODY_SIDE = 0.6
 
 
-def crop_to_body(square: np.ndarray, min_share: float) -> np.ndarray:
-    """The rows and columns of `square` whose share of Otsu foreground is at least `min_share`, at the same size."""
+def body_box(square: np.ndarray, min_share: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The rows and columns of `square` whose share of Otsu foreground is at least `min_share` (the body;
+    the air beside it goes), as (start, stop) pairs; a side whose box looks like a failed threshold stays whole."""
     _, body = cv2.threshold(square, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    rows = _body_span(body.mean(axis=1), min_share)
-    cols = _body_span(body.mean(axis=0), min_share)
-    if rows == (0, square.shape[0]) and cols == (0, square.shape[1]):
-        return square
-    box = square[rows[0]:rows[1], cols[0]:cols[1]]
-    return cv2.resize(box, (square.shape[1], square.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return _body_span(body.mean(axis=1), min_share), _body_span(body.mean(axis=0), min_share)
 
 
 def _body_span(profile: np.ndarray, min_share: float) -> tuple[int, int]:
@@ -155,6 +175,14 @@ def _body_span(profile: np.ndarray, min_share: float) -> tuple[int, int]:
     if inside.size == 0 or inside[-1] + 1 - inside[0] < _MIN_BODY_SIDE * profile.size:
         return 0, profile.size
     return int(inside[0]), int(inside[-1]) + 1
+
+
+def _crop_to_square(square: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """`square[rows, cols]` resized back to the square's size (the square itself when nothing is cropped)."""
+    size = square.shape[0]
+    if rows == (0, size) and cols == (0, size):
+        return square
+    return cv2.resize(square[rows[0]:rows[1], cols[0]:cols[1]], (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def to_batch(images: list[np.ndarray] | np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from app.imaging.decode import ImageFormat
 from app.imaging.errors import UnsupportedFormatError
 from app.imaging.overlay import preview_of
-from app.imaging.preprocess import Preprocessor
+from app.imaging.preprocess import FULL_VIEW, Preprocessor, View
 from app.model.card import ModelCard, load_model_card, sha256_of
 from app.model.ood import OodDetector, OodResult, dicom_header_reasons
 from app.model.session import open_session
@@ -43,6 +43,7 @@ class PreparedImage:
     decoded: np.ndarray  # uint8 gray as decoded (JPEGs may be at a reduced scale)
     dicom: dict[str, Any] | None = None  # for DICOM: the non-identifying tags, from the one parse
     colour_saturation: float | None = None  # from the decoder; None for grey sources and JPEGs
+    view: View = FULL_VIEW  # the part of the upload the model input shows (the chain's crops)
 
     @cached_property
     def preview(self) -> np.ndarray:
@@ -103,9 +104,9 @@ class InferenceEngine:
             header, gray = pre.decode_with_header(data, max_pixels)
         except ModuleNotFoundError:  # DICOM sniffed but its optional reader is not installed
             raise UnsupportedFormatError("DICOM uploads are not supported by this deployment") from None
-        enhanced = pre.enhance(pre.resize(gray))
-        return PreparedImage(header.format, header.width, header.height, enhanced, gray, header.dicom,
-                             header.colour_saturation)
+        framed, view = pre.frame(gray)
+        return PreparedImage(header.format, header.width, header.height, pre.enhance(framed), gray, header.dicom,
+                             header.colour_saturation, view)
 
     def predict(self, prepared: PreparedImage) -> float:
         """P(pneumonia) of one image."""

@@ -43,5 +43,8 @@ def test_overlay_draws_the_map_of_the_label_it_is_given(engine: InferenceEngine)
         overlay = render_overlay(prepared, result, label, OverlayFormat.PNG)
         assert overlay.label == label
         drawn = base64.b64decode(overlay.base64)
-        assert drawn == overlay_image(prepared.preview, maps[label], OverlayFormat.PNG)
-        assert drawn != overlay_image(prepared.preview, maps[other], OverlayFormat.PNG)
+        # drawn over the part of the upload that the chain's crops left to the model
+        assert drawn == overlay_image(prepared.preview, maps[label], OverlayFormat.PNG, view=prepared.view)
+        assert drawn != overlay_image(prepared.preview, maps[other], OverlayFormat.PNG, view=prepared.view)
+    keep = engine.card.preprocessing.border_crop
+    assert keep < 1.0 and prepared.view.top == pytest.approx((1 - keep) / 2, abs=1 / 224)  # not the whole film

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from app.imaging.overlay import OverlayFormat, blend, encode_png, overlay_image, upsample_heatmap
+from app.imaging.preprocess import View
 
 MAGIC = {OverlayFormat.JPEG: b"\xff\xd8\xff", OverlayFormat.PNG: b"\x89PNG\r\n\x1a\n"}
 
@@ -74,7 +75,9 @@ def test_encode_png_is_lossless() -> None:
 
 
 def test_heatmap_covers_only_the_part_of_the_film_the_model_saw():
-    heat = upsample_heatmap(np.ones((14, 14), np.float32), (200, 100), keep=0.9)
+    heat = upsample_heatmap(np.ones((14, 14), np.float32), (200, 100), View(top=0.1, left=0.2, bottom=0.9, right=0.7))
     assert heat.shape == (200, 100)
-    assert heat[10:190, 5:95].min() == pytest.approx(1.0)
-    assert heat[:9].max() == 0.0 and heat[:, :4].max() == 0.0 and heat[-9:].max() == 0.0
+    assert heat[20:180, 20:70].min() == pytest.approx(1.0)
+    assert heat[:20].max() == 0.0 and heat[180:].max() == 0.0
+    assert heat[:, :20].max() == 0.0 and heat[:, 70:].max() == 0.0
+    assert upsample_heatmap(np.ones((14, 14), np.float32), (200, 100)).min() == pytest.approx(1.0)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import cv2
 import numpy as np
 import pytest
 
 from app.imaging.decode import decode_image, read_header, sniff_format, to_uint8_gray
 from app.imaging.errors import CorruptImageError, ImageTooLargeError, UnsupportedFormatError
-from app.imaging.preprocess import PreprocessConfig, Preprocessor, to_batch
+from app.imaging.preprocess import FULL_VIEW, PreprocessConfig, Preprocessor, View, to_batch
 
 
 def _film(h: int = 300, w: int = 260, seed: int = 0) -> np.ndarray:
@@ -201,6 +203,18 @@ def test_body_crop_then_border_crop_is_one_step_for_large_and_model_size_films()
     pre = Preprocessor(PreprocessConfig(body_crop=0.25, border_crop=0.95))
     small = Preprocessor(PreprocessConfig()).resize(big)
     np.testing.assert_array_equal(pre.resize(big), pre.resize(small))
+
+
+def test_frame_says_which_part_of_the_film_the_crops_keep():
+    film = _body_on_air((40, 184))
+    assert Preprocessor(PreprocessConfig()).frame(film)[1] == FULL_VIEW
+    _, body = Preprocessor(PreprocessConfig(body_crop=0.25)).frame(film)
+    assert body == View(0.0, 40 / 224, 1.0, 184 / 224)
+    _, border = Preprocessor(PreprocessConfig(border_crop=0.9)).frame(cv2.resize(film, (500, 400)))
+    assert astuple(border) == pytest.approx((11 / 224, 11 / 224, 213 / 224, 213 / 224))  # 202 px of 224 kept
+    _, both = Preprocessor(PreprocessConfig(body_crop=0.25, border_crop=0.9)).frame(film)
+    left, width = 40 / 224, 144 / 224  # the border crop's share of the body's columns
+    assert astuple(both) == pytest.approx((11 / 224, left + width * 11 / 224, 213 / 224, left + width * 213 / 224))
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.0])
