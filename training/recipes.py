@@ -155,6 +155,13 @@ RECIPES: dict[str, dict] = {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
         "preprocessing": PreprocessConfig(border_crop=0.95, body_crop=0.25),
     },
+    # same_pool_normal_crops with half the CLAHE clip limit (1.0 instead of 2.0), in training and serving:
+    # CLAHE amplifies local contrast up to the clip, and the false positives are hazy, low-contrast normal
+    # films (SHIFT.md section 5) whose haze a strong CLAHE may turn into texture.
+    "same_pool_normal_crops_clahe1": {
+        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+        "preprocessing": PreprocessConfig(border_crop=0.95, clahe_clip_limit=1.0),
+    },
 }
 
 DEFAULT_RECIPE = "same_pool_normal_crops"
