@@ -194,8 +194,9 @@ def _gradcam_figure(scorers: list[Scorer], films: list[np.ndarray], path: Path, 
     for scorer in scorers:
         model = keras.models.load_model(scorer.dir / scorer.card.keras_file, compile=False)
         cam = GradCam(model, scorer.card.gradcam_layers, scorer.card.threshold, jit_compile=False)
-        maps = [cam.compute(scorer.pre.from_gray(f)).heatmap for f in films]
-        rows.append([blend(f, heat, view=scorer.pre.frame(f)[1]) for f, heat in zip(films, maps, strict=True)])
+        framed = [scorer.pre.frame(f) for f in films]  # (model input before enhancement, the part it shows)
+        rows.append([blend(f, cam.compute(scorer.pre.to_float(scorer.pre.enhance(square))).heatmap, view=view)
+                     for f, (square, view) in zip(films, framed, strict=True)])
     cv2.imwrite(str(path), np.vstack([np.hstack([cv2.resize(img, (tile, tile)) for img in row]) for row in rows]))
 
 

@@ -88,7 +88,7 @@ def score_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Score
 def predict_before_overlay(engine: InferenceEngine, prepared: PreparedImage) -> Assessment:
     """The answer for one image (blocking), and the overlay's background made now, while
     the sidecar computes the heat map, instead of after it."""
-    _ = prepared.preview
+    draw_background(prepared)
     (assessment,) = engine.assess([prepared])
     return assessment
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pydicom
 import pytest
@@ -43,8 +44,17 @@ def test_overlay_draws_the_map_of_the_label_it_is_given(engine: InferenceEngine)
         overlay = render_overlay(prepared, result, label, OverlayFormat.PNG)
         assert overlay.label == label
         drawn = base64.b64decode(overlay.base64)
-        # drawn over the part of the upload that the chain's crops left to the model
         assert drawn == overlay_image(prepared.preview, maps[label], OverlayFormat.PNG, view=prepared.view)
         assert drawn != overlay_image(prepared.preview, maps[other], OverlayFormat.PNG, view=prepared.view)
-    keep = engine.card.preprocessing.border_crop
-    assert keep < 1.0 and prepared.view.top == pytest.approx((1 - keep) / 2, abs=1 / 224)  # not the whole film
+        # The shipped card crops 2.5% of each side: the film's outer rows, which the model never saw, stay
+        # untinted, and the map's cold half is untinted too, while its hot half is coloured.
+        pixels = cv2.imdecode(np.frombuffer(drawn, np.uint8), cv2.IMREAD_COLOR).astype(int)
+        film = cv2.cvtColor(prepared.preview, cv2.COLOR_GRAY2BGR).astype(int)
+        edge = int(prepared.preview.shape[0] * prepared.view.top) - 1
+        assert edge > 0 and np.array_equal(pixels[:edge], film[:edge])
+        middle, width = prepared.preview.shape[0] // 2, prepared.preview.shape[1]
+        left = slice(round(width * prepared.view.left) + 2, width // 4)
+        right = slice(3 * width // 4, round(width * prepared.view.right) - 2)
+        hot, cold = (left, right) if label == "PNEUMONIA" else (right, left)
+        assert np.abs(pixels[middle, hot] - film[middle, hot]).max() > 20
+        assert np.array_equal(pixels[middle, cold], film[middle, cold])
