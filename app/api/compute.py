@@ -25,10 +25,20 @@ class ComputePool:
         if threads < 1:
             raise ValueError("a compute pool needs at least one thread")
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="cxr-compute")
+        self._pending = 0  # calls awaited and not yet returned; changed on the event loop thread only
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is running or queued: work submitted now has this process's cores to itself."""
+        return self._pending == 0
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run `function(*args)` in the pool; the awaiting request waits, the event loop does not."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        finally:
+            self._pending -= 1
 
     def shutdown(self) -> None:
         """Finish what is running, drop what is queued (called at shutdown, after the last request)."""

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Intra-op threads of onnxruntime and OpenCV per call; 0 = one per core. Requests run side by side
     # in the compute pool, so each call on one thread wastes nothing on hand-offs under load.
     ort_threads: int = Field(1, ge=0)
+    # Intra-op threads of onnxruntime for a call made while nothing else runs in the process's compute pool
+    # (a lone request); 0 = one per core; equal to ort_threads: no second session. At concurrency 1 the
+    # ONNX call then uses the cores the pool leaves idle.
+    ort_threads_alone: int = Field(0, ge=0)
     opencv_threads: int = Field(1, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -113,6 +117,12 @@ class Settings(BaseSettings):
     def compute_pool_size(self) -> int:
         cores = usable_cores()
         return self.compute_threads or min(cores, 2 * math.ceil(cores / self.worker_count))
+
+    @property
+    def alone_ort_threads(self) -> int:
+        """`ort_threads_alone` with 0 read as the usable cores (the cgroup quota included; onnxruntime's own
+        0 would count every core of the host)."""
+        return self.ort_threads_alone or usable_cores()
 
     @property
     def log_level_number(self) -> int:

@@ -76,12 +76,13 @@ class Scored:
     seconds: dict[str, float]  # "preprocess" and "inference", timed in the worker thread
 
 
-def score_upload(engine: InferenceEngine, data: bytes, max_pixels: int) -> Scored:
-    """Bytes -> `Scored` (blocking). One pool trip instead of two when no overlay is wanted."""
+def score_upload(engine: InferenceEngine, data: bytes, max_pixels: int, alone: bool = False) -> Scored:
+    """Bytes -> `Scored` (blocking). One pool trip instead of two when no overlay is wanted. `alone`: see
+    `InferenceEngine.assess`."""
     start = time.perf_counter()
     upload = prepare_upload(engine, data, max_pixels)
     mark = time.perf_counter()
-    (assessment,) = engine.assess([upload.prepared])
+    (assessment,) = engine.assess([upload.prepared], alone=alone)
     return Scored(upload, assessment, {"preprocess": mark - start, "inference": time.perf_counter() - mark})
 
 

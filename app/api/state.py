@@ -35,7 +35,8 @@ class ServiceState:
         cv2.setNumThreads(self.settings.opencv_threads or -1)  # OpenCV's own pool (-1: its default)
         self.compute = self.compute or ComputePool(self.settings.compute_pool_size)
         try:
-            engine = InferenceEngine(self.settings.model_dir, self.settings.ort_threads)
+            engine = InferenceEngine(self.settings.model_dir, self.settings.ort_threads,
+                                     self.settings.alone_ort_threads)
             engine.warm_up()
         except Exception as exc:  # any failure here must leave the service up and saying why
             self.load_error = f"{type(exc).__name__}: {exc}"
@@ -55,6 +56,11 @@ class ServiceState:
         if self.load_error.startswith("ModelIntegrityError"):
             return "a model file's sha256 does not match the model card; see the service log"
         return "the model could not be loaded; see the service log"
+
+    @property
+    def compute_idle(self) -> bool:
+        """Nothing runs in this process's compute pool: the next call may use every core."""
+        return self.compute is not None and self.compute.idle
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking work (decoding, onnxruntime, drawing) in this process's compute pool."""

@@ -65,6 +65,30 @@ def test_never_more_calls_at_once_than_threads() -> None:
     assert peak == 2
 
 
+def test_idle_only_while_nothing_is_awaited() -> None:
+    """`idle` (the engine's cue to use every core for a call) is false from the moment a call is awaited
+    until it returns, also as seen from the worker thread, and true again afterwards, failures included."""
+    pool = ComputePool(2)
+    seen_inside: list[bool] = []
+
+    def fail() -> None:
+        raise KeyError("boom")
+
+    async def main() -> tuple[bool, bool, bool]:
+        before = pool.idle
+        await pool.run(lambda: seen_inside.append(pool.idle))
+        after_one = pool.idle
+        with pytest.raises(KeyError):
+            await pool.run(fail)
+        return before, after_one, pool.idle
+
+    try:
+        assert asyncio.run(main()) == (True, True, True)
+    finally:
+        pool.shutdown()
+    assert seen_inside == [False]
+
+
 def test_zero_threads_is_refused() -> None:
     with pytest.raises(ValueError):
         ComputePool(0)
@@ -109,3 +133,11 @@ def test_default_workers_and_pool(monkeypatch: pytest.MonkeyPatch, cores: int, w
     assert settings.worker_count == (workers or cores)
     assert settings.compute_pool_size == pool
     assert Settings(workers=workers, compute_threads=3).compute_pool_size == 3
+
+
+@pytest.mark.parametrize(("cores", "alone", "expected"), [(2, 0, 2), (64, 0, 64), (2, 1, 1), (1, 0, 1)])
+def test_alone_ort_threads_default_to_the_usable_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, alone: int, expected: int,
+) -> None:
+    monkeypatch.setattr(config_module, "usable_cores", lambda: cores)
+    assert Settings(ort_threads_alone=alone).alone_ort_threads == expected

@@ -39,6 +39,28 @@ def test_prepare_matches_shared_chain(engine: InferenceEngine) -> None:
     assert max(prepared.preview.shape) == 512
 
 
+def test_a_call_made_alone_runs_on_the_second_session_with_the_same_answer(model_dir: Path) -> None:
+    engine = InferenceEngine(model_dir, threads=1, alone_threads=2)
+    assert engine.alone_session is not None
+    assert engine.alone_session.get_session_options().intra_op_num_threads == 2
+    prepared = [engine.prepare(path.read_bytes(), 10**8) for path in FIXTURE_JPEGS[:2]]
+    under_load = engine.assess(prepared)
+    shared = engine.session
+    engine.session = None  # type: ignore[assignment]  # a call that reached it would fail
+    try:
+        alone = engine.assess(prepared, alone=True)
+    finally:
+        engine.session = shared
+    for a, b in zip(under_load, alone, strict=True):
+        assert a.probability == pytest.approx(b.probability, abs=1e-6)
+        assert a.ood_score == pytest.approx(b.ood_score, abs=1e-5)
+
+
+def test_no_second_session_when_alone_threads_equal_threads(model_dir: Path) -> None:
+    assert InferenceEngine(model_dir, threads=1, alone_threads=1).alone_session is None
+    assert InferenceEngine(model_dir, threads=1).alone_session is None
+
+
 def test_prepare_pixel_limit_raises_413(engine: InferenceEngine) -> None:
     with pytest.raises(ImageTooLargeError):
         engine.prepare(FIXTURE_JPEGS[0].read_bytes(), 1000)

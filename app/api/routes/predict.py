@@ -91,7 +91,7 @@ async def predict(request: Request, state: State, options: Annotated[PredictOpti
         record("preprocess", time.perf_counter() - mark)
         if engine.has_gradcam_output:
             mark = time.perf_counter()
-            (assessment,) = await state.run(engine.assess, [upload.prepared], True)
+            (assessment,) = await state.run(engine.assess, [upload.prepared], True, state.compute_idle)
             record("inference", time.perf_counter() - mark)
             if assessment.in_distribution:  # no explanation of an answer that is not given
                 # The sidecar maps from this call's activations (the end of the network only), while the
@@ -114,7 +114,7 @@ async def predict(request: Request, state: State, options: Annotated[PredictOpti
                 overlay_task.cancel()
                 raise
     else:
-        scored = await state.run(score_upload, engine, data, settings.max_image_pixels)
+        scored = await state.run(score_upload, engine, data, settings.max_image_pixels, state.compute_idle)
         upload, assessment = scored.upload, scored.assessment
         for stage, seconds in scored.seconds.items():
             record(stage, seconds)
