@@ -41,9 +41,9 @@ class Settings(BaseSettings):
     # Intra-op threads of onnxruntime and OpenCV per call; 0 = one per core. Requests run side by side
     # in the compute pool, so each call on one thread wastes nothing on hand-offs under load.
     ort_threads: int = Field(1, ge=0)
-    # Intra-op threads of onnxruntime for a call made while nothing else runs in the process's compute pool
-    # (a lone request); 0 = one per core; equal to ort_threads: no second session. At concurrency 1 the
-    # ONNX call then uses the cores the pool leaves idle.
+    # Intra-op threads of onnxruntime for a call made while nothing else runs in the process's compute
+    # pool (a lone request), from a second session; 0 = the usable cores. No second session when it is not
+    # more than ort_threads, or ort_threads is 0. At concurrency 1 the ONNX call then uses idle cores.
     ort_threads_alone: int = Field(0, ge=0)
     opencv_threads: int = Field(1, ge=0)
     host: str = "127.0.0.1"

@@ -72,10 +72,11 @@ class Assessment:
 
 
 class InferenceEngine:
-    """`threads`: onnxruntime's intra-op threads per call. `alone_threads`, when it differs, opens a second
-    session of the same model for calls that say they run `alone` (nothing else computing in the
-    process): under load one thread per call wastes nothing on hand-offs, but a lone request then
-    leaves cores idle (ONNX batch 1 here: 8.2 ms on one thread, 5.6 ms on two)."""
+    """`threads`: onnxruntime's intra-op threads per call (0: one per core). `alone_threads`, when it is
+    more than a nonzero `threads`, opens a second session of the same model for calls that say they run
+    `alone` (nothing else computing in the process): under load one thread per call wastes nothing on
+    hand-offs, but a lone request then leaves cores idle (ONNX batch 1 here: 8.2 ms on one thread, 5.6 ms
+    on two)."""
 
     def __init__(self, model_dir: Path | str, threads: int = 0, alone_threads: int | None = None) -> None:
         self.model_dir = Path(model_dir)
@@ -86,7 +87,7 @@ class InferenceEngine:
             raise ModelIntegrityError(f"{onnx_path} has sha256 {digest}, the card says {self.card.onnx_sha256}")
         self.session = open_session(onnx_path, threads)
         self.alone_session = (open_session(onnx_path, alone_threads)
-                              if alone_threads is not None and alone_threads != threads else None)
+                              if threads and alone_threads and alone_threads > threads else None)
         self.ood = OodDetector.from_dir(self.model_dir)
         self._outputs = [self.card.output_name]
         if self.ood is not None and self.card.features_name:

@@ -56,9 +56,10 @@ def test_a_call_made_alone_runs_on_the_second_session_with_the_same_answer(model
         assert a.ood_score == pytest.approx(b.ood_score, abs=1e-5)
 
 
-def test_no_second_session_when_alone_threads_equal_threads(model_dir: Path) -> None:
-    assert InferenceEngine(model_dir, threads=1, alone_threads=1).alone_session is None
-    assert InferenceEngine(model_dir, threads=1).alone_session is None
+@pytest.mark.parametrize(("threads", "alone_threads"), [(1, 1), (1, None), (2, 1), (0, 2)])
+def test_no_second_session_unless_it_has_more_threads(model_dir: Path, threads: int, alone_threads: int | None) -> None:
+    """threads=0 already means every core."""
+    assert InferenceEngine(model_dir, threads=threads, alone_threads=alone_threads).alone_session is None
 
 
 def test_prepare_pixel_limit_raises_413(engine: InferenceEngine) -> None:
