@@ -43,3 +43,20 @@ def test_predict_pixel_limit_from_settings_returns_413(model_dir: Path) -> None:
         response = client.post("/predict", files={"file": (path.name, path.read_bytes())})
         assert response.status_code == 413
         assert "over the limit" in response.json()["detail"]
+
+
+def test_a_lone_predict_runs_on_the_all_core_session(model_dir: Path) -> None:
+    """With nothing else in the compute pool, both /predict paths (without Grad-CAM, and with it, here
+    with no sidecar listening) make their ONNX call on the second session: the shared one is taken away."""
+    with TestClient(create_app(make_settings(model_dir, ort_threads=1, ort_threads_alone=2))) as client:
+        engine = client.app.state.service.engine
+        assert engine.alone_session is not None
+        shared, engine.session = engine.session, None
+        try:
+            path = FIXTURE_JPEGS[0]
+            for query in ("?gradcam=false", ""):
+                response = client.post(f"/predict{query}", files={"file": (path.name, path.read_bytes())})
+                assert response.status_code == 200, response.text
+                assert response.json()["label"] in ("NORMAL", "PNEUMONIA")
+        finally:
+            engine.session = shared
