@@ -42,7 +42,7 @@ def validation_films(run_dir: Path, data_root: Path, config: PreprocessConfig) -
 def enhance_all(resized: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Median + CLAHE + [0, 1] on every image, without augmentation: (N, s, s, 1)."""
     preprocessor = Preprocessor(config)
-    return to_batch([preprocessor.to_float(preprocessor.enhance(img)) for img in resized])
+    return to_batch([preprocessor.from_framed(img) for img in resized])
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -99,7 +99,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         rng = np.random.default_rng((self.seed, self.epoch, index))
         pre = self.preprocessor
         batch = to_batch([
-            pre.to_float(pre.enhance(augment(self.images[i], self.augmentation, rng, int(self.labels[i]))))
+            pre.from_framed(augment(self.images[i], self.augmentation, rng, int(self.labels[i])))
             for i in idx
         ])
         labels = self.labels[idx]

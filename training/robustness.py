@@ -71,7 +71,7 @@ def robustness_report(model_dir: Path, films: list[np.ndarray], labels: np.ndarr
     rows = []
     base_normal = None
     for name, perturb in PERTURBATIONS.items():
-        batch = to_batch([pre.to_float(pre.enhance(perturb(film))) for film in films])
+        batch = to_batch([pre.from_framed(perturb(film)) for film in films])
         probs = np.concatenate([
             session.run([card.output_name], {card.input_name: batch[i : i + 64]})[0].reshape(-1)
             for i in range(0, len(batch), 64)

@@ -195,7 +195,7 @@ def _gradcam_figure(scorers: list[Scorer], films: list[np.ndarray], path: Path, 
         model = keras.models.load_model(scorer.dir / scorer.card.keras_file, compile=False)
         cam = GradCam(model, scorer.card.gradcam_layers, scorer.card.threshold, jit_compile=False)
         framed = [scorer.pre.frame(f) for f in films]  # (model input before enhancement, the part it shows)
-        rows.append([blend(f, cam.compute(scorer.pre.to_float(scorer.pre.enhance(square))).heatmap, view=view)
+        rows.append([blend(f, cam.compute(scorer.pre.from_framed(square)).heatmap, view=view)
                      for f, (square, view) in zip(films, framed, strict=True)])
     cv2.imwrite(str(path), np.vstack([np.hstack([cv2.resize(img, (tile, tile)) for img in row]) for row in rows]))
 

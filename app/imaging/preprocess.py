@@ -142,9 +142,13 @@ class Preprocessor:
     def to_float(enhanced: np.ndarray) -> np.ndarray:
         return enhanced.astype(np.float32) * np.float32(1.0 / 255.0)
 
+    def from_framed(self, square: np.ndarray) -> np.ndarray:
+        """`frame`'s uint8 square -> float32 (size, size) in [0, 1]: the rest of the chain."""
+        return self.to_float(self.enhance(square))
+
     def from_gray(self, gray: np.ndarray) -> np.ndarray:
         """uint8 grayscale of any size -> float32 (size, size) in [0, 1]."""
-        return self.to_float(self.enhance(self.resize(gray)))
+        return self.from_framed(self.resize(gray))
 
     def decode_with_header(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageHeader, np.ndarray]:
         """The file's declared header and its uint8 grayscale, decoded as this config says."""

@@ -164,6 +164,7 @@ class InferenceEngine:
         return "PNEUMONIA" if probability >= self.card.threshold else "NORMAL"
 
     def warm_up(self) -> None:
-        size = self.input_size
-        for alone in (False, True):
-            self._run(np.zeros((1, size, size, 1), np.float32), alone=alone)
+        """One call on each session, so that no request pays for onnxruntime's first run."""
+        batch = np.zeros((1, self.input_size, self.input_size, 1), np.float32)
+        for alone in (False, True) if self.alone_session is not None else (False,):
+            self._run(batch, alone=alone)

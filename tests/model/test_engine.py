@@ -94,3 +94,17 @@ def test_predict_concurrent_threads_agree(engine: InferenceEngine) -> None:
     for thread in threads:
         thread.join()
     assert [results[i] for i in range(len(files))] == serial
+
+
+def test_training_feeds_each_film_as_the_api_does(engine: InferenceEngine) -> None:
+    """The training feed without augmentation (`load_resized`, then `enhance_all`: the rest of the chain
+    through `Preprocessor.from_framed`) gives the model the same floats as the API's `prepare`."""
+    from training.data import Sample
+    from training.dataset import enhance_all, load_resized
+
+    paths = [*FIXTURE_JPEGS, *FULLRES_FILES[:4]]
+    config = engine.card.preprocessing
+    trained = enhance_all(load_resized([Sample(path, 0) for path in paths], config), config)
+    served = np.concatenate([engine.prepare(path.read_bytes(), 10**8).model_input for path in paths])
+    assert trained.shape == served.shape == (len(paths), config.input_size, config.input_size, 1)
+    assert np.array_equal(trained, served)
