@@ -39,6 +39,9 @@ class TrainConfig:
     # True: each epoch draws half its films from each class (the normal films, a quarter of train, are seen
     # about twice as often, each time augmented anew) instead of weighing the classes in the loss.
     balanced_sampling: bool = False
+    # > 0: every batch shows each of its films twice, framed independently, and the loss adds this weight
+    # x the divergence between the two answers (training/consistency.py)
+    consistency_weight: float = 0.0
     framing_balance: bool = False  # weigh films so framing cannot predict the class (training/framing_weights.py)
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
@@ -82,6 +85,11 @@ class TrainConfig:
             raise ValueError("mixup cannot mix the subtype head's class indices: use one or the other")
         if self.balanced_sampling and self.framing_balance:
             raise ValueError("framing_balance weighs the classes itself: use it or balanced_sampling, not both")
+        if self.consistency_weight < 0:
+            raise ValueError("consistency_weight must be >= 0")
+        if self.consistency_weight > 0 and (self.batch_size % 2 or self.mixup_alpha > 0 or self.subtype_weight > 0):
+            raise ValueError("consistency_weight needs an even batch_size, no mixup and no subtype head "
+                             "(a pair must stay two views of one film with one label)")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError("ema_momentum must be in [0, 1)")
 

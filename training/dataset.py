@@ -60,6 +60,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         mixup_alpha: float = 0.0,
         subtypes: np.ndarray | None = None,
         balanced_sampling: bool = False,
+        paired: bool = False,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images, labels.astype(np.float32)
@@ -71,6 +72,12 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.mixup_alpha = mixup_alpha
         self.subtypes = subtypes
         self.balanced_sampling = balanced_sampling
+        # paired: each batch is half as many films, each twice, augmented independently, as
+        # [views A; views B] (training/consistency.py); an epoch still shows every film, in twice the steps
+        self.paired = paired
+        self.films_per_batch = batch_size // 2 if paired else batch_size
+        if paired and (batch_size % 2 or mixup_alpha > 0 or subtypes is not None):
+            raise ValueError("paired views need an even batch size, no mixup and no subtype head")
         if subtypes is not None and (sample_weights is None or mixup_alpha > 0):
             raise ValueError("the subtype head needs sample weights (Keras' class_weight takes one output) "
                              "and no mixup (its class indices cannot mix)")
@@ -80,7 +87,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.set_epoch(0)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
+        return math.ceil(len(self.images) / self.films_per_batch)
 
     def set_epoch(self, epoch: int) -> None:
         """Continue the batch order and augmentation of `epoch` (a resumed run)."""
@@ -95,7 +102,9 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.set_epoch(self.epoch + 1)
 
     def __getitem__(self, index: int):
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        idx = self.order[index * self.films_per_batch : (index + 1) * self.films_per_batch]
+        if self.paired:
+            idx = np.concatenate([idx, idx])
         rng = np.random.default_rng((self.seed, self.epoch, index))
         pre = self.preprocessor
         batch = to_batch([

@@ -172,6 +172,14 @@ RECIPES: dict[str, dict] = {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
         "preprocessing": PreprocessConfig(border_crop=0.95, clahe_tile_grid=4),
     },
+    # same_pool_normal_crops, asked to give both of two independently framed views of a film the same answer
+    # (Jensen-Shannon divergence x 10, as AugMix weighs it x 12; training/consistency.py). Batches hold 16
+    # films twice, so an epoch takes twice the steps: 20 epochs make the shipped recipe's 40 epochs of
+    # steps, views and compute.
+    "same_pool_normal_crops_consistency": {
+        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 20, **_HALF_DROPOUT, "pool_padding": "same",
+        "consistency_weight": 10.0,
+    },
 }
 
 DEFAULT_RECIPE = "same_pool_normal_crops"

@@ -23,6 +23,7 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
+from training.consistency import PairedConsistencyLoss, paired_layout
 from training.data import SUBTYPE_NAMES, Sample, class_counts, list_samples, split_by_patient, write_split_lists
 from training.dataset import AugmentedBatches, enhance_all, load_resized, model_targets, validation_films
 from training.framing_weights import framing_balanced_weights
@@ -179,7 +180,10 @@ def new_model(config: TrainConfig) -> keras.Model:
         config.dense_dropout, config.l2_penalty, config.normalization,
         subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0, pool_padding=config.pool_padding,
     )
-    loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+    if config.consistency_weight > 0:
+        loss = PairedConsistencyLoss(config.consistency_weight, label_smoothing=config.label_smoothing)
+    else:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     optimizer = new_optimizer(config)
     if with_subtypes:
@@ -292,14 +296,19 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
     batches = AugmentedBatches(
         train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed,
         sample_weights=sample_weights, mixup_alpha=config.mixup_alpha, subtypes=subtypes,
-        balanced_sampling=config.balanced_sampling,
+        balanced_sampling=config.balanced_sampling, paired=config.consistency_weight > 0,
     )
     batches.set_epoch(initial_epoch)
+    validation = (val_inputs, model_targets(val_labels.astype(np.float32), val_subtypes))
+    if batches.paired:  # the loss pairs the halves of every batch, validation's too (never with subtypes)
+        n = batches.films_per_batch
+        validation = (paired_layout(val_inputs, n), paired_layout(val_labels.astype(np.float32), n))
     stop = config.epochs if session_epochs is None else min(config.epochs, initial_epoch + session_epochs)
     if initial_epoch < stop:
         model.fit(
             batches,
-            validation_data=(val_inputs, model_targets(val_labels.astype(np.float32), val_subtypes)),
+            validation_data=validation,
+            validation_batch_size=config.batch_size,
             epochs=stop,
             initial_epoch=initial_epoch,
             class_weight=None if sample_weights is not None else class_weight,
