@@ -180,6 +180,11 @@ RECIPES: dict[str, dict] = {
         "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 20, **_HALF_DROPOUT, "pool_padding": "same",
         "consistency_weight": 10.0,
     },
+    # the same at a tenth of the weight: does a gentler pull keep what the pairs give and lose less?
+    "same_pool_normal_crops_consistency1": {
+        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 20, **_HALF_DROPOUT, "pool_padding": "same",
+        "consistency_weight": 1.0,
+    },
 }
 
 DEFAULT_RECIPE = "same_pool_normal_crops"
