@@ -37,7 +37,7 @@ class PairedConsistencyLoss(keras.losses.Loss):
 
     The batch must hold [view A of n films, view B of the same n films]. Each view's own term is
     KL(p || m) with m the pair's mean probability; averaged over the batch that is the mean divergence
-    of the pairs.
+    of the pairs. A view's class weight (Keras' `class_weight`) scales both of its terms.
     """
 
     def __init__(self, weight: float, label_smoothing: float = 0.0, name: str = "paired_consistency", **kwargs):
