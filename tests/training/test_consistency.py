@@ -78,6 +78,20 @@ def test_paired_batches_hold_each_film_twice_framed_independently():
     assert sorted(seen) == list(range(10))
 
 
+def test_paired_batches_carry_each_films_weight_to_both_views_under_balanced_sampling():
+    images = np.random.default_rng(1).integers(0, 255, (12, 32, 32), dtype=np.uint8)
+    labels = np.array([0] * 3 + [1] * 9)
+    weights = np.arange(1, 13, dtype=np.float32)  # a different weight for every film
+    batches = AugmentedBatches(images, labels, 4, PreprocessConfig(input_size=32), AugmentConfig(), seed=5,
+                               sample_weights=weights, balanced_sampling=True, paired=True)
+    for index in range(len(batches)):
+        _, batch_labels, batch_weights = batches[index]
+        films = batches.order[index * 2 : (index + 1) * 2]
+        np.testing.assert_array_equal(batch_weights, np.concatenate([weights[films], weights[films]]))
+        np.testing.assert_array_equal(batch_labels[:2], batch_labels[2:])
+    assert np.count_nonzero(labels[batches.order] == 0) == 6  # still half of each class
+
+
 def test_pairs_refuse_what_would_break_them():
     with pytest.raises(ValueError, match="even batch"):
         TrainConfig(consistency_weight=1.0, batch_size=15)
