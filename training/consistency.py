@@ -18,13 +18,10 @@ from keras import ops
 _EPS = 1e-7
 
 
-def paired_layout(array: np.ndarray, films_per_batch: int) -> np.ndarray:
-    """Each run of `films_per_batch` films followed by itself again: sliced into batches of twice that,
-    in order (as Keras slices validation arrays), every batch holds [films; the same films] and so has the
-    training batches' layout. Two identical views have no divergence, so validation scores the
-    classifier alone; AUC and accuracy do not change when every film counts twice."""
-    chunks = [array[i : i + films_per_batch] for i in range(0, len(array), films_per_batch)]
-    return np.concatenate([np.concatenate([chunk, chunk]) for chunk in chunks]) if chunks else array
+def paired_views(films: np.ndarray) -> np.ndarray:
+    """[films; the same films]: the layout `PairedConsistencyLoss` reads, view A of each film in the first
+    half of the batch and view B at the same place in the second."""
+    return np.concatenate([films, films])
 
 
 def _bernoulli_kl(p, q):

@@ -17,6 +17,7 @@ import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig, Preprocessor, to_batch
 from training.augment import AugmentConfig, augment
+from training.consistency import paired_views
 from training.data import Sample, read_split_list
 from training.model import PROBABILITY_OUTPUT, SUBTYPE_OUTPUT
 
@@ -72,12 +73,11 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.mixup_alpha = mixup_alpha
         self.subtypes = subtypes
         self.balanced_sampling = balanced_sampling
-        # paired: each batch is half as many films, each twice, augmented independently, as
-        # [views A; views B] (training/consistency.py); an epoch still shows every film, in twice the steps
+        # paired: each batch is half as many films, each twice, augmented independently, in the layout the
+        # consistency loss reads (training/consistency.py; TrainConfig refuses what would break the pairs).
+        # An epoch still shows every film, in twice the steps.
         self.paired = paired
         self.films_per_batch = batch_size // 2 if paired else batch_size
-        if paired and (batch_size % 2 or mixup_alpha > 0 or subtypes is not None):
-            raise ValueError("paired views need an even batch size, no mixup and no subtype head")
         if subtypes is not None and (sample_weights is None or mixup_alpha > 0):
             raise ValueError("the subtype head needs sample weights (Keras' class_weight takes one output) "
                              "and no mixup (its class indices cannot mix)")
@@ -104,7 +104,7 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         idx = self.order[index * self.films_per_batch : (index + 1) * self.films_per_batch]
         if self.paired:
-            idx = np.concatenate([idx, idx])
+            idx = paired_views(idx)
         rng = np.random.default_rng((self.seed, self.epoch, index))
         pre = self.preprocessor
         batch = to_batch([
@@ -121,6 +121,23 @@ class AugmentedBatches(keras.utils.PyDataset):
         if self.mixup_alpha > 0:
             batch, labels, weights = mixup(batch, labels, weights, self.mixup_alpha, rng)
         return batch, labels, weights
+
+
+class PairedValidation(keras.utils.PyDataset):
+    """Validation films in the training batches' paired layout, each film paired with itself: no
+    divergence, so the consistency loss scores the classifier alone, and AUC and accuracy do not change
+    when every film counts twice. Built batch by batch, not as a doubled copy of the whole set."""
+
+    def __init__(self, films: np.ndarray, labels: np.ndarray, films_per_batch: int) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.films, self.labels, self.films_per_batch = films, labels, films_per_batch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.films) / self.films_per_batch)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        part = slice(index * self.films_per_batch, (index + 1) * self.films_per_batch)
+        return paired_views(self.films[part]), paired_views(self.labels[part])
 
 
 def balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -27,6 +27,11 @@ def _scaled_dropout(factor: float) -> dict:
 _HALF_DROPOUT = _scaled_dropout(0.5)
 _QUARTER_DROPOUT = _scaled_dropout(0.25)
 
+# The shipped recipe (table 8): the study's later candidates are it plus one change.
+_SAME_POOL_NORMAL_CROPS = {
+    "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+}
+
 RECIPES: dict[str, dict] = {
     # The seed's recipe: rotation, isotropic zoom, shift, photometry.
     "baseline": {"augmentation": AugmentConfig()},
@@ -101,9 +106,7 @@ RECIPES: dict[str, dict] = {
     # the same plus tighter crops of NORMAL films only (magnification up to 1.3): in train the normal films
     # are framed wider than the pneumonia films, on test_dev the high-scoring normals tighter (SHIFT.md);
     # table 2 screened this on the 16-epoch schedule, here it gets the 40-epoch one.
-    "same_pool_normal_crops": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
-    },
+    "same_pool_normal_crops": _SAME_POOL_NORMAL_CROPS,
     # the same with stronger crops of the normal films (magnification up to 1.5): the one lever of table 8.
     "same_pool_stronger_normal_crops": {
         "augmentation": replace(_WIDE, zoom_in_normal=0.5), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
@@ -126,7 +129,7 @@ RECIPES: dict[str, dict] = {
     # Table 10's 112 px screen: +0.005 test_dev AUC a member, +0.002 for the ensemble; table 11 at full size:
     # -0.005 for the ensemble against the shipped model (interval below 0). Rejected.
     "same_pool_normal_crops_balanced_sampling": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS,
         "balanced_sampling": True,
     },
     # same_pool_normal_crops with the chain keeping 90% of each side instead of 95%, in training and serving:
@@ -134,7 +137,7 @@ RECIPES: dict[str, dict] = {
     # 0.95 crop lifted test_dev AUC for every framing-augmented model, applied after training (STUDY.md).
     # Table 10's 112 px screen: -0.001 for the ensemble; rejected.
     "same_pool_normal_crops_crop90": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS,
         "preprocessing": PreprocessConfig(border_crop=0.90),
     },
     # same_pool_normal_crops with twice the filters in the first two blocks (16, 32), where the maps are 224
@@ -142,7 +145,7 @@ RECIPES: dict[str, dict] = {
     # pneumonia is the harder class on test_dev) is seen only by the 8 and 16 early filters.
     # Table 12 at full size: members 0.985, ensemble 0.986-0.987 against the shipped 0.988. Rejected.
     "same_pool_normal_crops_early_x2": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS,
         "filters": (16, 32, 32, 64, 96, 128, 160),
     },
     # same_pool_normal_crops with the chain cropping each film to its body (columns and rows at least 25%
@@ -152,7 +155,7 @@ RECIPES: dict[str, dict] = {
     # width goes, hardly any row. Table 13 at full size: members 0.978, ensemble 0.981 against the shipped
     # 0.986 / 0.988 on test_dev, validation unchanged. Rejected.
     "same_pool_normal_crops_body_crop": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS,
         "preprocessing": PreprocessConfig(border_crop=0.95, body_crop=0.25),
     },
     # same_pool_normal_crops with half the CLAHE clip limit (1.0 instead of 2.0), in training and serving:
@@ -160,7 +163,7 @@ RECIPES: dict[str, dict] = {
     # differences between the splits, and the chain's CLAHE strength was the one setting never varied.
     # Table 14, one seed at full size: test_dev AUC 0.986 against 0.986 for the control's seed. No lead.
     "same_pool_normal_crops_clahe1": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS,
         "preprocessing": PreprocessConfig(border_crop=0.95, clahe_clip_limit=1.0),
     },
     # same_pool_normal_crops with CLAHE over a 4x4 grid of tiles (56 px at 224) instead of 8x8 (28 px), in
@@ -169,7 +172,7 @@ RECIPES: dict[str, dict] = {
     # positives lands, SHIFT.md section 3) is amplified to the level of the lung texture.
     # Table 15 at full size: ensemble 0.988 against the shipped 0.988 on test_dev (+0.000). Rejected.
     "same_pool_normal_crops_clahe_tiles4": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 40, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS,
         "preprocessing": PreprocessConfig(border_crop=0.95, clahe_tile_grid=4),
     },
     # same_pool_normal_crops, asked to give both of two independently framed views of a film the same answer
@@ -177,12 +180,12 @@ RECIPES: dict[str, dict] = {
     # films twice, so an epoch takes twice the steps: 20 epochs make the shipped recipe's 40 epochs of
     # steps, views and compute.
     "same_pool_normal_crops_consistency": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 20, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS, "epochs": 20,
         "consistency_weight": 10.0,
     },
     # the same at a tenth of the weight: does a gentler pull keep what the pairs give and lose less?
     "same_pool_normal_crops_consistency1": {
-        "augmentation": replace(_WIDE, zoom_in_normal=0.3), "epochs": 20, **_HALF_DROPOUT, "pool_padding": "same",
+        **_SAME_POOL_NORMAL_CROPS, "epochs": 20,
         "consistency_weight": 1.0,
     },
 }

@@ -23,9 +23,16 @@ import numpy as np
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
-from training.consistency import PairedConsistencyLoss, paired_layout
+from training.consistency import PairedConsistencyLoss
 from training.data import SUBTYPE_NAMES, Sample, class_counts, list_samples, split_by_patient, write_split_lists
-from training.dataset import AugmentedBatches, enhance_all, load_resized, model_targets, validation_films
+from training.dataset import (
+    AugmentedBatches,
+    PairedValidation,
+    enhance_all,
+    load_resized,
+    model_targets,
+    validation_films,
+)
 from training.framing_weights import framing_balanced_weights
 from training.model import (
     LOGIT_LAYER,
@@ -299,16 +306,15 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
         balanced_sampling=config.balanced_sampling, paired=config.consistency_weight > 0,
     )
     batches.set_epoch(initial_epoch)
-    validation = (val_inputs, model_targets(val_labels.astype(np.float32), val_subtypes))
+    val_targets = val_labels.astype(np.float32)
+    validation: tuple | PairedValidation = (val_inputs, model_targets(val_targets, val_subtypes))
     if batches.paired:  # the loss pairs the halves of every batch, validation's too (never with subtypes)
-        n = batches.films_per_batch
-        validation = (paired_layout(val_inputs, n), paired_layout(val_labels.astype(np.float32), n))
+        validation = PairedValidation(val_inputs, val_targets, batches.films_per_batch)
     stop = config.epochs if session_epochs is None else min(config.epochs, initial_epoch + session_epochs)
     if initial_epoch < stop:
         model.fit(
             batches,
             validation_data=validation,
-            validation_batch_size=config.batch_size,
             epochs=stop,
             initial_epoch=initial_epoch,
             class_weight=None if sample_weights is not None else class_weight,

@@ -10,8 +10,8 @@ from app.imaging.preprocess import PreprocessConfig
 from tests.conftest import needs_shared
 from training.augment import AugmentConfig
 from training.config import TrainConfig
-from training.consistency import PairedConsistencyLoss, paired_layout
-from training.dataset import AugmentedBatches
+from training.consistency import PairedConsistencyLoss
+from training.dataset import AugmentedBatches, PairedValidation
 
 
 def _loss(weight: float, labels, probabilities) -> float:
@@ -48,13 +48,12 @@ def test_the_loss_survives_a_checkpoint_round_trip():
     assert isinstance(again, PairedConsistencyLoss) and (again.weight, again.label_smoothing) == (3.0, 0.1)
 
 
-def test_paired_layout_repeats_each_batch_of_films_in_its_own_batch():
-    laid_out = paired_layout(np.arange(5), 2)
-    np.testing.assert_array_equal(laid_out, [0, 1, 0, 1, 2, 3, 2, 3, 4, 4])
-    batches = [laid_out[i : i + 4] for i in range(0, laid_out.size, 4)]  # Keras' slicing at batch size 4
-    for batch in batches:
-        half = batch.size // 2
-        np.testing.assert_array_equal(batch[:half], batch[half:])
+def test_validation_pairs_each_film_with_itself_batch_by_batch():
+    films, labels = np.arange(5.0)[:, None], np.array([0, 1, 0, 1, 1], np.float32)
+    validation = PairedValidation(films, labels, 2)
+    batches = [validation[i] for i in range(len(validation))]
+    assert [b[0].ravel().tolist() for b in batches] == [[0, 1, 0, 1], [2, 3, 2, 3], [4, 4]]
+    assert [b[1].tolist() for b in batches] == [[0, 1, 0, 1], [0, 1, 0, 1], [1, 1]]
 
 
 def _batches(paired: bool) -> AugmentedBatches:
@@ -117,9 +116,8 @@ def test_a_consistency_run_resumes_and_validates_the_classifier_alone(tmp_path):
     model = keras.models.load_model(config.out / "last.keras")
     resized, labels = validation_films(config.out, config.data, config.preprocessing)
     films, labels = enhance_all(resized, config.preprocessing), labels.astype(np.float32)
-    half = config.batch_size // 2
-    paired = model.evaluate(paired_layout(films, half), paired_layout(labels, half),
-                            batch_size=config.batch_size, verbose=0, return_dict=True)["loss"]
+    paired = model.evaluate(PairedValidation(films, labels, config.batch_size // 2), verbose=0,
+                            return_dict=True)["loss"]
     plain = model.evaluate(films, labels, batch_size=config.batch_size, verbose=0, return_dict=True)["loss"]
     assert plain > paired * (1 + 1e-3)  # the model's answers differ enough between films to tell
     assert done["history"]["val_loss"][-1] == pytest.approx(paired, rel=1e-5)
