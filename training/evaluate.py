@@ -32,6 +32,19 @@ def predict_files(model_dir: Path, paths: list[Path], batch_size: int = 32) -> n
     return np.concatenate(probs) if probs else np.zeros(0, np.float32)
 
 
+def ranking_errors(names: list[str], labels: np.ndarray, probs: np.ndarray, top: int = 10) -> dict:
+    """Where the ROC AUC is lost: the misordered (normal, pneumonia) pairs, and the `top` films in the most of
+    them. On `test_dev` a handful of films carry most of the loss (training/SHIFT.md section 5)."""
+    pairs = metrics.misordered_pairs(labels, probs)
+    order = [i for i in np.argsort(-pairs, kind="stable")[:top] if pairs[i] > 0]
+    return {
+        "misordered_pairs": float(pairs[labels == 0].sum()),
+        "pairs": int((labels == 0).sum() * (labels == 1).sum()),
+        "films": [{"path": names[i], "label": int(labels[i]), "probability": round(float(probs[i]), 6),
+                   "misordered_pairs": float(pairs[i])} for i in order],
+    }
+
+
 # Outside the model folder: a check of the shipped model must leave models/ as it was (runs/ is ignored by git).
 EVALUATION_ROOT = Path("runs") / "evaluation"
 
@@ -56,6 +69,7 @@ def evaluate(
         "data": str(Path(data) / split),
         **metrics.full_report(labels, probs, threshold, n_boot),
     }
+    report["ranking_errors"] = ranking_errors([s.path.name for s in samples], labels, probs)
     out = Path(out) if out else default_output(card.version, split)
     report["plots"] = [str(p) for p in evaluation_plots(labels, probs, threshold, out, split)]
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -42,6 +42,20 @@ def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
+def misordered_pairs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """For each film, the films of the other class it is ranked wrongly against (ties count half, as in ROC
+    AUC): a normal film counts the pneumonia films scored below it, a pneumonia film the normal films scored
+    above it. Either class's sum is (1 - ROC AUC) x normals x pneumonias, so this says which films the AUC is
+    lost on."""
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)
+    positives, negatives = np.sort(scores[labels == 1]), np.sort(scores[labels == 0])
+    below_positive = np.searchsorted(positives, scores, side="left")
+    tied_positive = np.searchsorted(positives, scores, side="right") - below_positive
+    above_negative = negatives.size - np.searchsorted(negatives, scores, side="right")
+    tied_negative = np.searchsorted(negatives, scores, side="right") - np.searchsorted(negatives, scores, side="left")
+    return np.where(labels == 1, above_negative + 0.5 * tied_negative, below_positive + 0.5 * tied_positive)
+
+
 def pr_curve(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at every distinct threshold, high to low."""
     order = np.argsort(-probs, kind="mergesort")

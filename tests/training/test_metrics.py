@@ -21,6 +21,20 @@ def test_roc_auc_counts_pairs_and_ties_half():
     assert metrics.roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
 
 
+def test_misordered_pairs_count_each_films_wrong_pairs_and_sum_to_the_auc_loss():
+    labels = np.array([0, 0, 1, 1, 1])
+    probs = np.array([0.1, 0.6, 0.35, 0.6, 0.8])
+    # normal 0.6 outranks pneumonia 0.35 and ties 0.6; pneumonia 0.35 is below normal 0.6, 0.6 ties it
+    np.testing.assert_allclose(metrics.misordered_pairs(labels, probs), [0, 1.5, 1, 0.5, 0])
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    probs = np.round(rng.random(200) * 0.5 + 0.4 * labels, 2)  # overlapping classes, with ties
+    pairs = metrics.misordered_pairs(labels, probs)
+    lost = (1 - metrics.roc_auc(labels, probs)) * (labels == 0).sum() * (labels == 1).sum()
+    assert pairs[labels == 0].sum() == pytest.approx(lost)
+    assert pairs[labels == 1].sum() == pytest.approx(lost)
+
+
 def test_average_precision_matches_hand_computation():
     labels = np.array([1, 0, 1, 0])
     probs = np.array([0.9, 0.8, 0.7, 0.1])

@@ -77,6 +77,11 @@ def test_evaluate_cli_prints_the_json_contract(tiny_model_dir, tmp_path):
     assert report["n"] == 16
     assert sum(map(sum, report["confusion_matrix"])) == 16
     assert report["threshold"] == load_model_card(tiny_model_dir).threshold
+    errors = report["ranking_errors"]
+    assert errors["pairs"] == 8 * 8  # val16: 8 normal and 8 pneumonia films
+    assert errors["misordered_pairs"] == pytest.approx((1 - report["roc_auc"]) * errors["pairs"])
+    counts = [film["misordered_pairs"] for film in errors["films"]]
+    assert counts == sorted(counts, reverse=True) and all(count > 0 for count in counts)
     for name in ("roc.png", "pr.png", "confusion_matrix.png", "reliability.png", "metrics.json"):
         assert (tmp_path / name).is_file()
 
