@@ -48,13 +48,25 @@ def test_ece_is_zero_when_calibrated_and_large_when_not():
     assert metrics.expected_calibration_error(labels, np.full(100, 0.95)) == pytest.approx(0.45)
 
 
+def test_ece_if_calibrated_is_the_floor_a_calibrated_model_shows_and_shrinks_with_more_films():
+    rng = np.random.default_rng(1)
+    probs = rng.beta(0.5, 0.5, 300)
+    floor = metrics.ece_if_calibrated(probs, n_sim=300)
+    labels = (rng.random(300) < probs).astype(int)  # calibrated by construction
+    assert 0.01 < floor["mean"] < floor["p95"]
+    assert metrics.expected_calibration_error(labels, probs) < 2 * floor["p95"]
+    overconfident = np.clip(probs * 1.6 - 0.3, 0, 1)  # the same labels, probabilities pushed apart
+    assert metrics.expected_calibration_error(labels, overconfident) > floor["p95"]
+    assert metrics.ece_if_calibrated(np.tile(probs, 10), n_sim=100)["mean"] < floor["mean"] / 2
+
+
 def test_full_report_has_the_evaluate_contract():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 200)
     probs = np.clip(labels * 0.6 + rng.normal(0.2, 0.2, 200), 0, 1)
     report = metrics.full_report(labels, probs, 0.5, n_boot=50)
     for key in ("n", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "ece",
-                "threshold", "confusion_matrix", "accuracy_ci95", "roc_auc_ci95"):
+                "threshold", "confusion_matrix", "accuracy_ci95", "roc_auc_ci95", "ece_if_calibrated"):
         assert key in report
     (tn, fp), (fn, tp) = report["confusion_matrix"]
     assert tn + fp + fn + tp == 200
