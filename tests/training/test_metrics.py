@@ -52,11 +52,12 @@ def test_ece_if_calibrated_is_the_floor_a_calibrated_model_shows_and_shrinks_wit
     rng = np.random.default_rng(1)
     probs = rng.beta(0.5, 0.5, 300)
     floor = metrics.ece_if_calibrated(probs, n_sim=300)
-    labels = (rng.random(300) < probs).astype(int)  # calibrated by construction
-    assert 0.01 < floor["mean"] < floor["p95"]
-    assert metrics.expected_calibration_error(labels, probs) < 2 * floor["p95"]
+    # label sets calibrated by construction, drawn apart from the function's own: about 95% under its p95
+    calibrated = [(rng.random(300) < probs).astype(int) for _ in range(200)]
+    under = np.mean([metrics.expected_calibration_error(labels, probs) <= floor["p95"] for labels in calibrated])
+    assert 0.90 <= under <= 0.99
     overconfident = np.clip(probs * 1.6 - 0.3, 0, 1)  # the same labels, probabilities pushed apart
-    assert metrics.expected_calibration_error(labels, overconfident) > floor["p95"]
+    assert metrics.expected_calibration_error(calibrated[0], overconfident) > floor["p95"]
     assert metrics.ece_if_calibrated(np.tile(probs, 10), n_sim=100)["mean"] < floor["mean"] / 2
 
 
