@@ -31,6 +31,9 @@ class TrainConfig:
     split_seed: int = 42  # the patient-level validation split: the same for every member of an ensemble
     recipe: str = "custom"
     label_smoothing: float = 0.0
+    # > 0: focal loss (Lin et al. 2017), cross-entropy x (1 - p_true) ** focal_gamma: films the model already
+    # gets right weigh less, the hard ones more
+    focal_gamma: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mix pairs of films in each batch, weight ~ Beta(alpha, alpha)
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship Adam's moving average of the weights
     # > 0: also learn normal / bacterial / viral (from the file names) through an auxiliary head with
@@ -71,6 +74,10 @@ class TrainConfig:
             raise ValueError("learning rates must be positive")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError("label_smoothing must be in [0, 0.5)")
+        if self.focal_gamma < 0:
+            raise ValueError("focal_gamma must be >= 0")
+        if self.focal_gamma > 0 and self.consistency_weight > 0:
+            raise ValueError("focal_gamma and consistency_weight are two losses: use one or the other")
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
         if self.pool_padding not in POOL_PADDINGS:

@@ -180,6 +180,15 @@ def new_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(config.learning_rate, **ema)
 
 
+def new_loss(config: TrainConfig) -> keras.losses.Loss:
+    """The classifier's loss: cross-entropy, focal or paired with a consistency term, as the config asks."""
+    if config.consistency_weight > 0:
+        return PairedConsistencyLoss(config.consistency_weight, label_smoothing=config.label_smoothing)
+    if config.focal_gamma > 0:
+        return keras.losses.BinaryFocalCrossentropy(gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
+    return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+
+
 def new_model(config: TrainConfig) -> keras.Model:
     with_subtypes = config.subtype_weight > 0
     model = build_model(
@@ -187,10 +196,7 @@ def new_model(config: TrainConfig) -> keras.Model:
         config.dense_dropout, config.l2_penalty, config.normalization,
         subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0, pool_padding=config.pool_padding,
     )
-    if config.consistency_weight > 0:
-        loss = PairedConsistencyLoss(config.consistency_weight, label_smoothing=config.label_smoothing)
-    else:
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
+    loss = new_loss(config)
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     optimizer = new_optimizer(config)
     if with_subtypes:

@@ -1,0 +1,44 @@
+"""The `focal_gamma` option: the loss it builds, what it refuses, and that a focal run resumes with it."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import needs_shared
+from tests.training.test_resume import tiny_config
+from training.config import TrainConfig
+from training.train import new_loss, train
+
+
+def _per_film(loss: keras.losses.Loss, labels, probabilities) -> np.ndarray:
+    y_true = np.asarray(labels, np.float32)[:, None]
+    y_pred = np.asarray(probabilities, np.float32)[:, None]
+    return np.asarray([float(loss(y_true[i:i + 1], y_pred[i:i + 1])) for i in range(len(y_true))])
+
+
+def test_focal_loss_is_cross_entropy_scaled_by_how_wrong_the_answer_is(tmp_path):
+    labels, probabilities = [1, 0, 1, 0], [0.9, 0.2, 0.3, 0.95]
+    cross_entropy = _per_film(new_loss(tiny_config(tmp_path)), labels, probabilities)
+    focal = _per_film(new_loss(tiny_config(tmp_path, focal_gamma=2.0)), labels, probabilities)
+    p_true = np.where(np.asarray(labels) == 1, probabilities, 1 - np.asarray(probabilities))
+    np.testing.assert_allclose(focal, cross_entropy * (1 - p_true) ** 2, rtol=1e-4)
+    # the hard films (p_true 0.3 and 0.05) keep most of their loss, the easy ones (0.9, 0.8) lose most
+    assert focal[2] / cross_entropy[2] > 0.45 and focal[0] / cross_entropy[0] < 0.02
+
+
+def test_focal_gamma_is_refused_when_negative_or_beside_the_consistency_loss():
+    with pytest.raises(ValueError, match="focal_gamma must be >= 0"):
+        TrainConfig(focal_gamma=-1.0)
+    with pytest.raises(ValueError, match="use one or the other"):
+        TrainConfig(focal_gamma=2.0, consistency_weight=1.0)
+
+
+@needs_shared
+def test_a_focal_run_resumes_with_its_loss(tmp_path):
+    config = tiny_config(tmp_path / "run", epochs=2, focal_gamma=2.0)
+    train(config, session_epochs=1)
+    resumed = keras.models.load_model(config.out / "last.keras")
+    assert isinstance(resumed.loss, keras.losses.BinaryFocalCrossentropy) and resumed.loss.gamma == 2.0
+    assert train(config)["epochs_run"] == 2
