@@ -49,14 +49,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=d.out, help="run folder for logs, checkpoints, split lists (default: %(default)s)")
     p.add_argument("--export-to", type=Path, default=None, help=f"export the trained model here (ONNX, Keras, card, plots); 'none' to skip; {_EXPORT_DEFAULT}")
     p.add_argument("--epochs", type=int, default=None, help=f"epochs of the warm-up + cosine schedule; the best by validation AUC is kept (default: the recipe's, else {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="(default: %(default)s)")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="peak learning rate of the warm-up + cosine schedule (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help=f"(default: the recipe's, else {d.batch_size})")
+    p.add_argument("--learning-rate", type=float, default=None, help=f"peak learning rate of the warm-up + cosine schedule (default: the recipe's, else {d.learning_rate})")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES), help="augmentation/loss recipe, see training/recipes.py (default: %(default)s)")
     p.add_argument("--members", type=int, default=1, help="train this many members (seeds seed, seed+1, ...) and ship their mean logit as one model (default: %(default)s)")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the patient-level validation split, shared by all members (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for OpenCV and TensorFlow; 0: the libraries' default (default: %(default)s)")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="fraction of each class's films moved to validation, whole patients at a time (default: %(default)s)")
-    p.add_argument("--min-sensitivity", type=float, default=d.min_sensitivity, help="sensitivity floor on validation that sets the threshold (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=None, help=f"fraction of each class's films moved to validation, whole patients at a time (default: the recipe's, else {d.val_fraction})")
+    p.add_argument("--min-sensitivity", type=float, default=None, help=f"sensitivity floor on validation that sets the threshold (default: the recipe's, else {d.min_sensitivity})")
     p.add_argument("--input-size", type=int, default=d.preprocessing.input_size, help="model input side in pixels (default: %(default)s)")
     p.add_argument("--border-crop", type=float, default=None, help=f"share of each side kept, centred, after the resize (default: the recipe's, else {d.preprocessing.border_crop})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for the weights, batch order and augmentation (default: %(default)s)")
@@ -216,9 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# `train` options a recipe may set too: None on the command line leaves the recipe's value.
+_RECIPE_OPTIONS = ("epochs", "batch_size", "learning_rate", "val_fraction", "min_sensitivity")
+
+
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """`train`'s config: the recipe's overrides, then the command line's options. `--epochs` replaces
-    the recipe's epochs and `--border-crop` its chain's border crop only when they are given."""
+    """`train`'s config: the recipe's overrides, then the command line's options. An option a recipe may
+    set (`--epochs`, `--batch-size`, `--learning-rate`, `--val-fraction`, `--min-sensitivity`, and
+    `--border-crop` of its chain) replaces the recipe's value only when it is given."""
     from training.config import TrainConfig
     from training.recipes import recipe_overrides
 
@@ -226,11 +231,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     chain = dataclasses.replace(
         chain, input_size=args.input_size, **({"border_crop": args.border_crop} if args.border_crop is not None else {})
     )
+    given = {name: getattr(args, name) for name in _RECIPE_OPTIONS if getattr(args, name) is not None}
     return TrainConfig.for_recipe(
-        args.recipe, data=args.data, split=args.split, out=args.out,
-        **({"epochs": args.epochs} if args.epochs is not None else {}),
-        batch_size=args.batch_size, learning_rate=args.learning_rate, val_fraction=args.val_fraction,
-        min_sensitivity=args.min_sensitivity, seed=args.seed, split_seed=args.split_seed, limit=args.limit,
+        args.recipe, data=args.data, split=args.split, out=args.out, **given,
+        seed=args.seed, split_seed=args.split_seed, limit=args.limit,
         verbose=2 if args.quiet else 1,
         preprocessing=chain,
     )

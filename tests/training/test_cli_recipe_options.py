@@ -1,4 +1,5 @@
-"""A recipe may set its own epochs; `--epochs` replaces them only when given (train and study)."""
+"""A recipe may set its own epochs, batch size, learning rate and chain; an option replaces them only when
+given (train and study)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,25 @@ def test_train_epochs_come_from_the_recipe_unless_given(argv: list[str], epochs:
 def test_train_keeps_the_recipes_other_overrides() -> None:
     config = train_config(build_parser().parse_args(["train", "--recipe", "wide_less_dropout", "--epochs", "2"]))
     assert config.dropout == TrainConfig.for_recipe("wide_less_dropout").dropout != TrainConfig().dropout
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "value"),
+    [
+        (["train", "--recipe", "same_pool_normal_crops_batch16"], "batch_size", 16),
+        (["train", "--recipe", "same_pool_normal_crops_batch16", "--batch-size", "8"], "batch_size", 8),
+        (["train", "--recipe", "same_pool_normal_crops"], "batch_size", TrainConfig().batch_size),
+        (["train", "--recipe", "wide_long_less_dropout_sgd"], "learning_rate", 0.02),
+        (["train", "--recipe", "wide_long_less_dropout_sgd", "--learning-rate", "0.005"], "learning_rate", 0.005),
+        (["train", "--recipe", "same_pool_normal_crops"], "learning_rate", TrainConfig().learning_rate),
+        (["train", "--val-fraction", "0.2", "--min-sensitivity", "0.99"], "val_fraction", 0.2),
+        (["train", "--val-fraction", "0.2", "--min-sensitivity", "0.99"], "min_sensitivity", 0.99),
+    ],
+)
+def test_train_options_replace_the_recipes_values_only_when_given(argv: list[str], option: str, value) -> None:
+    # The study runs `train --recipe R` without these options: a default on the command line would
+    # silently replace the recipe's own value (it did, for the SGD recipe's learning rate, until stop 32).
+    assert getattr(train_config(build_parser().parse_args(argv)), option) == value
 
 
 @pytest.mark.parametrize(("epochs", "passed"), [(None, None), (7, "7")])
