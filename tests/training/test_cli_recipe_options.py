@@ -9,6 +9,7 @@ import pytest
 
 from training.cli import build_parser, train_config
 from training.config import TrainConfig
+from training.recipes import RECIPES
 from training.study import StudyPlan, _train_command
 
 
@@ -31,22 +32,26 @@ def test_train_keeps_the_recipes_other_overrides() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "option", "value"),
+    ("options", "expected"),
     [
-        (["train", "--recipe", "same_pool_normal_crops_batch16"], "batch_size", 16),
-        (["train", "--recipe", "same_pool_normal_crops_batch16", "--batch-size", "8"], "batch_size", 8),
-        (["train", "--recipe", "same_pool_normal_crops"], "batch_size", TrainConfig().batch_size),
-        (["train", "--recipe", "wide_long_less_dropout_sgd"], "learning_rate", 0.02),
-        (["train", "--recipe", "wide_long_less_dropout_sgd", "--learning-rate", "0.005"], "learning_rate", 0.005),
-        (["train", "--recipe", "same_pool_normal_crops"], "learning_rate", TrainConfig().learning_rate),
-        (["train", "--val-fraction", "0.2", "--min-sensitivity", "0.99"], "val_fraction", 0.2),
-        (["train", "--val-fraction", "0.2", "--min-sensitivity", "0.99"], "min_sensitivity", 0.99),
+        ([], {"batch_size": 16, "learning_rate": 0.02, "val_fraction": 0.2, "min_sensitivity": 0.99}),
+        (["--batch-size", "8", "--learning-rate", "0.005", "--val-fraction", "0.1", "--min-sensitivity", "0.9"],
+         {"batch_size": 8, "learning_rate": 0.005, "val_fraction": 0.1, "min_sensitivity": 0.9}),
     ],
 )
-def test_train_options_replace_the_recipes_values_only_when_given(argv: list[str], option: str, value) -> None:
+def test_train_options_replace_the_recipes_values_only_when_given(monkeypatch, options, expected) -> None:
     # The study runs `train --recipe R` without these options: a default on the command line would
     # silently replace the recipe's own value (it did, for the SGD recipe's learning rate, until stop 32).
-    assert getattr(train_config(build_parser().parse_args(argv)), option) == value
+    recipe = {"batch_size": 16, "learning_rate": 0.02, "val_fraction": 0.2, "min_sensitivity": 0.99}
+    monkeypatch.setitem(RECIPES, "every_option", recipe)
+    config = train_config(build_parser().parse_args(["train", "--recipe", "every_option", *options]))
+    assert {name: getattr(config, name) for name in expected} == expected
+
+
+def test_without_a_recipes_value_the_options_default_to_the_configs() -> None:
+    config = train_config(build_parser().parse_args(["train", "--recipe", "same_pool_normal_crops"]))
+    for name in ("batch_size", "learning_rate", "val_fraction", "min_sensitivity"):
+        assert getattr(config, name) == getattr(TrainConfig(), name)
 
 
 @pytest.mark.parametrize(("epochs", "passed"), [(None, None), (7, "7")])
