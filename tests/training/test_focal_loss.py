@@ -1,6 +1,9 @@
-"""The `focal_gamma` option: the loss it builds, what it refuses, and that a focal run resumes with it."""
+"""The `focal_gamma` option: the loss it builds, what it refuses, that a focal run resumes with it and that
+the card records it."""
 
 from __future__ import annotations
+
+import json
 
 import keras
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
+from training.export import build_card
 from training.train import new_loss, train
 
 
@@ -42,3 +46,13 @@ def test_a_focal_run_resumes_with_its_loss(tmp_path):
     resumed = keras.models.load_model(config.out / "last.keras")
     assert isinstance(resumed.loss, keras.losses.BinaryFocalCrossentropy) and resumed.loss.gamma == 2.0
     assert train(config)["epochs_run"] == 2
+
+    run = json.loads((config.out / "run.json").read_text())
+
+    def card_gamma() -> float:
+        card = build_card(run, config.preprocessing, resumed, 17, "0" * 64, "0" * 64, {})
+        return card["hyperparameters"]["focal_gamma"]
+
+    assert card_gamma() == 2.0  # the card says which loss trained the model
+    del run["config"]["focal_gamma"]  # a run recorded before the option trained with cross-entropy
+    assert card_gamma() == 0.0
