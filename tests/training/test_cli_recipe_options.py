@@ -48,8 +48,9 @@ def test_train_options_replace_the_recipes_values_only_when_given(monkeypatch, o
     assert {name: getattr(config, name) for name in expected} == expected
 
 
-def test_without_a_recipes_value_the_options_default_to_the_configs() -> None:
-    config = train_config(build_parser().parse_args(["train", "--recipe", "same_pool_normal_crops"]))
+def test_without_a_recipes_value_the_options_default_to_the_configs(monkeypatch) -> None:
+    monkeypatch.setitem(RECIPES, "no_options", {})
+    config = train_config(build_parser().parse_args(["train", "--recipe", "no_options"]))
     for name in ("batch_size", "learning_rate", "val_fraction", "min_sensitivity"):
         assert getattr(config, name) == getattr(TrainConfig(), name)
 

@@ -27,9 +27,8 @@ def test_focal_loss_is_cross_entropy_scaled_by_how_wrong_the_answer_is(tmp_path)
     cross_entropy = _per_film(new_loss(tiny_config(tmp_path)), labels, probabilities)
     focal = _per_film(new_loss(tiny_config(tmp_path, focal_gamma=2.0)), labels, probabilities)
     p_true = np.where(np.asarray(labels) == 1, probabilities, 1 - np.asarray(probabilities))
-    np.testing.assert_allclose(focal, cross_entropy * (1 - p_true) ** 2, rtol=1e-4)
     # the hard films (p_true 0.3 and 0.05) keep most of their loss, the easy ones (0.9, 0.8) lose most
-    assert focal[2] / cross_entropy[2] > 0.45 and focal[0] / cross_entropy[0] < 0.02
+    np.testing.assert_allclose(focal, cross_entropy * (1 - p_true) ** 2, rtol=1e-4)
 
 
 def test_focal_gamma_is_refused_when_negative_or_beside_the_consistency_loss():

@@ -48,6 +48,12 @@ def test_ece_is_zero_when_calibrated_and_large_when_not():
     assert metrics.expected_calibration_error(labels, np.full(100, 0.95)) == pytest.approx(0.45)
 
 
+def test_ece_weighs_each_bins_gap_by_its_share_of_films():
+    labels, probs = np.array([0, 1, 1, 1]), np.array([0.1, 0.2, 0.3, 0.9])
+    # bin [0, 0.5): |2/3 - 0.2| x 3/4; bin [0.5, 1]: |1 - 0.9| x 1/4 (unweighted, the mean would be 0.283)
+    assert metrics.expected_calibration_error(labels, probs, n_bins=2) == pytest.approx(0.35 + 0.025)
+
+
 def test_ece_if_calibrated_is_the_floor_a_calibrated_model_shows_and_shrinks_with_more_films():
     rng = np.random.default_rng(1)
     probs = rng.beta(0.5, 0.5, 300)

@@ -82,6 +82,7 @@ def test_evaluate_cli_prints_the_json_contract(tiny_model_dir, tmp_path):
     assert errors["misordered_pairs"] == pytest.approx((1 - report["roc_auc"]) * errors["pairs"])
     counts = [film["misordered_pairs"] for film in errors["films"]]
     assert counts == sorted(counts, reverse=True) and all(count > 0 for count in counts)
+    assert bool(counts) == (report["roc_auc"] < 1)  # a film is listed exactly when some pair is misordered
     for name in ("roc.png", "pr.png", "confusion_matrix.png", "reliability.png", "metrics.json"):
         assert (tmp_path / name).is_file()
 
