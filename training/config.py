@@ -52,6 +52,8 @@ class TrainConfig:
     dense_dropout: float = 0.4
     normalization: str = "none"  # "batch": BatchNormalization after each conv (training/model.py)
     pool_padding: str = "valid"  # "same": no map row or column is dropped by a pool (training/model.py)
+    # True: every pool is a stride-1 max then a fixed blur at stride 2 (MaxBlurPool, training/model.py)
+    antialiased_pools: bool = False
     # adam: Adam with `weight_decay` as an L2 penalty in the loss (the seed's); adamw: Adam with decoupled
     # weight decay, each step shrinks the weights by learning rate x `weight_decay` (no penalty in the loss);
     # sgd: SGD with Nesterov momentum 0.9 and the L2 penalty.
@@ -82,6 +84,8 @@ class TrainConfig:
             raise ValueError("normalization must be none or batch")
         if self.pool_padding not in POOL_PADDINGS:
             raise ValueError(f"pool_padding must be one of {', '.join(POOL_PADDINGS)}")
+        if self.antialiased_pools and self.pool_padding != "same":
+            raise ValueError('antialiased_pools pad like pool_padding="same": set it')
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

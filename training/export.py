@@ -130,6 +130,8 @@ def build_card(
     run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: str, keras_sha: str, parity: dict
 ) -> dict:
     trained = TrainConfig.from_dict(run["config"]).to_dict()  # a run recorded before an option: at its default
+    pooling = ("MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2" if trained["antialiased_pools"]
+               else f"MaxPool2D(2, {trained['pool_padding']} padding)")
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
         for layer in model.layers
@@ -161,12 +163,11 @@ def build_card(
         "architecture": {
             "summary": ((f"deep ensemble of {len(run['members'])} members, one graph: mean of the members' "
                          "logits -> Dense(1) calibrated logit -> sigmoid; each member: ") if run.get("members") else "")
-                       + "7 blocks of Conv2D(3x3, ReLU) -> "
-                       f"MaxPool2D(2, {trained['pool_padding']} padding) -> Dropout, "
+                       + f"7 blocks of Conv2D(3x3, ReLU) -> {pooling} -> Dropout, "
                        "global average pool, Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": list(trained["filters"]), "dropout": list(trained["dropout"]),
             "dense_units": trained["dense_units"], "pool_padding": trained["pool_padding"],
-            "layers": architecture,
+            "antialiased_pools": trained["antialiased_pools"], "layers": architecture,
         },
         "hyperparameters": {k: trained[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",

@@ -12,6 +12,7 @@ training: the exported model then returns calibrated probabilities by itself.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from training.config import POOL_PADDINGS
@@ -36,6 +37,7 @@ def build_model(
     normalization: str = "none",
     subtypes: int = 0,
     pool_padding: str = "valid",
+    antialiased_pools: bool = False,
 ) -> keras.Model:
     """The classifier; with `subtypes` > 0 also a softmax head over that many pneumonia subtypes on the
     same dense features, a training-only auxiliary output (`without_auxiliary_head` drops it).
@@ -43,7 +45,12 @@ def build_model(
     `pool_padding="valid"` (the seed's) drops the last row and column of every odd-sized map: at 224 px
     the 7x7 map of block 6 pools to 3x3 and block 7's 3x3 to 1x1, so the bottom and right of the film
     reach the head through fewer paths than the top and left. `"same"` pads instead (7 -> 4 -> 2) and
-    the global average pool then averages four quadrants."""
+    the global average pool then averages four quadrants.
+
+    `antialiased_pools` makes every pool a max over 2x2 at stride 1 followed by a fixed [1 2 1] x [1 2 1]
+    blur at stride 2 (MaxBlurPool, Zhang 2019, "Making convolutional networks shift-invariant again"):
+    a max pool at stride 2 aliases, so a shift or a resampling of the film by a pixel can change what
+    the head sees. Its maps pad like `"same"` (7 -> 4 -> 2)."""
     if pool_padding not in POOL_PADDINGS:
         raise ValueError(f"unknown pool_padding {pool_padding!r}: one of {', '.join(POOL_PADDINGS)}")
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
@@ -65,7 +72,11 @@ def build_model(
             )(x)
         else:
             raise ValueError(f"unknown normalization {normalization!r}: none or batch")
-        x = layers.MaxPool2D(2, padding=pool_padding, name=f"block{block}_pool")(x)
+        if antialiased_pools:
+            x = layers.MaxPool2D(2, strides=1, padding="same", name=f"block{block}_pool")(x)
+            x = _blur_downsample(x, name=f"block{block}_blur")
+        else:
+            x = layers.MaxPool2D(2, padding=pool_padding, name=f"block{block}_pool")(x)
         x = layers.Dropout(rate, name=f"block{block}_dropout")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="dense")(x)
@@ -76,6 +87,15 @@ def build_model(
         subtype = layers.Dense(subtypes, activation="softmax", dtype="float32", name=SUBTYPE_OUTPUT)(x)
         return keras.Model(inputs, {PROBABILITY_OUTPUT: outputs, SUBTYPE_OUTPUT: subtype}, name="chest_xray_cnn")
     return keras.Model(inputs, outputs, name="chest_xray_cnn")
+
+
+def _blur_downsample(x, name: str):
+    """A fixed binomial blur at stride 2, channel by channel (not trained, no weight decay)."""
+    blur = layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, trainable=False, name=name)
+    y = blur(x)
+    kernel = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
+    blur.set_weights([np.repeat(kernel[:, :, None, None], x.shape[-1], axis=2).astype("float32")])
+    return y
 
 
 def without_auxiliary_head(model: keras.Model) -> keras.Model:

@@ -89,3 +89,61 @@ def test_the_card_records_the_pool_padding_and_valid_for_runs_before_the_option(
     assert architecture()["pool_padding"] == "same" and "same padding" in architecture()["summary"]
     del run["config"]["pool_padding"]  # a run recorded before the option pooled without padding
     assert architecture()["pool_padding"] == "valid"
+
+
+def _blur_sides(model: keras.Model) -> list[int]:
+    return [layer.output.shape[1] for layer in model.layers if layer.name.endswith("_blur")]
+
+
+def test_antialiased_pools_keep_full_maps_then_blur_down_like_same_padding():
+    model = build_model(224, **TINY, pool_padding="same", antialiased_pools=True)
+    assert _pool_sides(model) == [224, 112, 56, 28, 14, 7, 4]  # the max runs at stride 1
+    assert _blur_sides(model) == [112, 56, 28, 14, 7, 4, 2]  # the blur halves, as same-padded pools do
+    assert gradcam_layer_for(model) == "block5_conv"  # the blur is not an activation Grad-CAM may read
+
+
+def test_antialiased_pools_blur_with_a_fixed_binomial_kernel_that_training_leaves_alone():
+    keras.utils.set_random_seed(0)
+    model = build_model(64, **TINY, pool_padding="same", antialiased_pools=True)
+    model.compile(keras.optimizers.Adam(0.1), "binary_crossentropy")
+    x = np.random.default_rng(0).random((8, 64, 64, 1)).astype(np.float32)
+    conv_before = model.get_layer("block1_conv").get_weights()[0].copy()
+    model.fit(x, np.arange(8) % 2, epochs=2, verbose=0)
+    binomial = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    for block in range(1, 8):
+        kernel = model.get_layer(f"block{block}_blur").get_weights()[0]
+        assert kernel.shape == (3, 3, TINY["filters"][block - 1], 1)
+        np.testing.assert_allclose(kernel, np.broadcast_to(binomial[:, :, None, None], kernel.shape))
+    assert not np.allclose(conv_before, model.get_layer("block1_conv").get_weights()[0])  # the rest did train
+
+
+def test_antialiased_pools_need_same_padding():
+    with pytest.raises(ValueError, match="antialiased_pools"):
+        TrainConfig(antialiased_pools=True)  # the default pool_padding is the seed's "valid"
+    TrainConfig(antialiased_pools=True, pool_padding="same")
+
+
+def test_an_antialiased_model_exports_to_onnx_with_the_same_output(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(112, **TINY, pool_padding="same", antialiased_pools=True)
+    x = np.random.default_rng(1).random((4, 112, 112, 1)).astype(np.float32)
+    convert_to_onnx(model, 112, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(["probability"], {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(onnx_out, model.predict(x, verbose=0), atol=1e-5)
+
+
+@needs_shared
+def test_a_run_builds_and_the_card_records_antialiased_pools(tmp_path):
+    at_112 = PreprocessConfig(input_size=112)
+    config = tiny_config(tmp_path / "run", epochs=1, pool_padding="same", antialiased_pools=True,
+                         preprocessing=at_112)
+    train(config)
+    model = keras.models.load_model(config.out / "model.keras")
+    assert _blur_sides(model) == [56, 28, 14, 7, 4, 2, 1]  # the saved model keeps its blur layers
+    run = json.loads((config.out / "run.json").read_text())
+    card = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
+    assert card["antialiased_pools"] is True and "blur at stride 2" in card["summary"]
+    del run["config"]["antialiased_pools"]  # a run recorded before the option
+    assert build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"][
+        "antialiased_pools"] is False
