@@ -7,7 +7,8 @@ and the shipped one. Writes into `--out`:
   framing.png         the test normals each model scores highest and lowest, train normals, train pneumonia
   histograms.png      grey-level histograms before and after CLAHE, per group
   gradcam.png         Grad-CAM of both models on the reference model's worst false positives
-  shift.json          image properties per group, framing sensitivity, resize paths (the tables of SHIFT.md)
+  shift.json          image properties per group, framing sensitivity, pixel shifts, resize paths (the tables
+                      of SHIFT.md)
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def _centre_crop(fraction: float) -> Transform:
         return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
 
     return apply
+
+
+def _translate(dx: int, dy: int) -> Transform:
+    """Move a film by whole pixels; the edge rows and columns fill the gap (no black band to notice)."""
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return lambda img: cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REPLICATE)
 
 
 FRAMINGS: dict[str, Transform] = {
@@ -124,6 +131,24 @@ def framing_sensitivity(scorer: Scorer, films: list[np.ndarray], labels: np.ndar
         out.append({"framing": name, "roc_auc": metrics.roc_auc(labels, probs), "specificity": m["specificity"],
                     "sensitivity": m["sensitivity"], "normal_mean_p": float(probs[labels == 0].mean())})
     return out
+
+
+def pixel_shift_stability(scorer: Scorer, films: list[np.ndarray], pixels: tuple[int, ...] = (1, 2, 3)) -> list[dict]:
+    """How far each film's answer moves when the film is moved by a few pixels, in each of four directions.
+
+    A film framed a pixel apart is the same film; a CNN whose stride-2 pools alias can still answer it
+    differently (Azulay & Weiss 2019). Per shift: the mean change, the 95th percentile and the largest of
+    each film's worst direction, and the share of films whose label at the card's threshold flips."""
+    base = scorer.gray(films)
+    rows = []
+    for k in pixels:
+        moved = np.stack([scorer.gray(films, _translate(dx, dy)) for dx, dy in ((k, 0), (0, k), (-k, 0), (0, -k))])
+        worst = np.abs(moved - base).max(axis=0)
+        flipped = ((moved >= scorer.card.threshold) != (base >= scorer.card.threshold)).any(axis=0)
+        rows.append({"pixels": k, "mean_abs_change": float(np.abs(moved - base).mean()),
+                     "worst_direction_p95": float(np.quantile(worst, 0.95)), "max_abs_change": float(worst.max()),
+                     "label_flip_rate": float(flipped.mean())})
+    return rows
 
 
 def resize_paths(scorer: Scorer, paths: list[Path]) -> dict:
@@ -238,6 +263,7 @@ def run(data: Path, reference: Path, shipped: Path, out: Path, val_split_list: P
     )
     report["framing_sensitivity"] = {
         s.card.version: framing_sensitivity(s, test_films, test_labels) for s in scorers}
+    report["pixel_shifts"] = {s.card.version: pixel_shift_stability(s, test_films) for s in scorers}
     full_res = sorted((data.parent / "val16_fullres").glob("*/*.jpeg"))
     report["resize_paths"] = {s.card.version: resize_paths(s, full_res) for s in scorers}
     _gradcam_figure(scorers, [test_films[i] for i in order[:6]], out / "gradcam.png")

@@ -1,0 +1,38 @@
+"""`training.shift.pixel_shift_stability`: how far an answer moves when the film moves by a pixel or three."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.conftest import TRAIN_224
+from training.data import list_samples
+from training.shift import Scorer, _translate, load_films, pixel_shift_stability
+
+
+def test_translate_moves_the_film_by_whole_pixels_and_fills_the_gap_from_the_edge():
+    img = np.arange(36, dtype=np.uint8).reshape(6, 6) * 7
+    right = _translate(2, 0)(img)
+    np.testing.assert_array_equal(right[:, 2:], img[:, :-2])
+    np.testing.assert_array_equal(right[:, :2], np.repeat(img[:, :1], 2, axis=1))  # edge column repeated
+    down = _translate(0, -1)(img)  # negative dy moves it up
+    np.testing.assert_array_equal(down[:-1], img[1:])
+
+
+def test_pixel_shift_stability_measures_the_models_own_answers(tiny_model_dir: Path):
+    scorer = Scorer(tiny_model_dir)
+    films = load_films(list_samples(TRAIN_224 / "train")[:12])
+    rows = pixel_shift_stability(scorer, films, pixels=(1, 3))
+    assert [r["pixels"] for r in rows] == [1, 3]
+    base = scorer.gray(films)
+    moved = scorer.gray(films, lambda f: cv2.warpAffine(f, np.float32([[1, 0, 3], [0, 1, 0]]), f.shape[::-1],
+                                                           borderMode=cv2.BORDER_REPLICATE))
+    # the worst direction of each film moves at least as far as this one direction
+    assert rows[1]["max_abs_change"] >= np.abs(moved - base).max() - 1e-7
+    assert rows[1]["max_abs_change"] >= rows[1]["worst_direction_p95"] >= 0
+    assert 0 <= rows[1]["label_flip_rate"] <= 1
+    assert rows[1]["max_abs_change"] > 0  # a trained CNN is not exactly invariant to a 3-pixel shift
+    # a film shifted by 0 pixels is the film: nothing moves
+    assert pixel_shift_stability(scorer, films, pixels=(0,))[0]["max_abs_change"] == 0
