@@ -60,7 +60,7 @@ def _centre_crop(fraction: float) -> Transform:
 
 def _translate(dx: int, dy: int) -> Transform:
     """Move a film by whole pixels; the edge rows and columns fill the gap (no black band to notice)."""
-    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    m = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
     return lambda img: cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REPLICATE)
 
 
