@@ -1,4 +1,4 @@
-"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift|hard-films|ood|compare`: the command line of the training package."""
+"""`python -m training train|evaluate|export|finalize|study|ensemble|calibrate|shift|stability|hard-films|ood|compare`: the command line of the training package."""
 
 from __future__ import annotations
 
@@ -149,6 +149,14 @@ def _add_shift(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("training/shift"), help="(default: %(default)s)")
 
 
+def _add_stability(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stability", help="how far one model's answers move when a film is shifted by 1-3 px, re-framed or resized by another library (training/SHIFT.md)")
+    p.add_argument("--model", type=Path, default=Path("models"), help="the model folder (default: %(default)s)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="root with the split; full-resolution films in <data>/../val16_fullres (default: %(default)s)")
+    p.add_argument("--split", default="test_dev", help="(default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="also write the report here as JSON")
+
+
 def _add_hard_films(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hard-films", help="which films every study recipe gets wrong, each at its own threshold for the sensitivity floor (training/SHIFT.md)")
     p.add_argument("--recipes", type=Path, nargs="+", required=True, help="study recipe folders (<recipe>/seed*/logits_best.npz)")
@@ -207,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ensemble(sub)
     _add_calibrate(sub)
     _add_shift(sub)
+    _add_stability(sub)
     _add_hard_films(sub)
     _add_ood(sub)
     _add_compare(sub)
@@ -304,6 +313,15 @@ def main(argv: list[str] | None = None) -> int:
 
         report = run(args.data, args.reference, args.model, args.out, args.val_list)
         print(json.dumps({k: report[k] for k in ("framing_sensitivity", "resize_paths")}, indent=2))
+        return 0
+    if args.command == "stability":
+        from training.shift import stability_report
+
+        report = stability_report(args.model, args.data, args.split)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
         return 0
     if args.command == "hard-films":
         from training.hard_films import run as hard_films

@@ -178,6 +178,19 @@ def resize_paths(scorer: Scorer, paths: list[Path]) -> dict:
             for name, v in spreads.items()}
 
 
+def stability_report(model_dir: Path, data: Path, split: str = "test_dev") -> dict:
+    """One model's steadiness: pixel shifts and re-framings of `split`'s films, and other resizers of the
+    full-resolution films in `<data>/../val16_fullres` (the tables of SHIFT.md sections 1, 4 and 6)."""
+    scorer = Scorer(model_dir)
+    samples = list_samples(data / split)
+    films, labels = load_films(samples), np.array([s.label for s in samples])
+    full_res = sorted((data.parent / "val16_fullres").glob("*/*.jpeg"))
+    return {"model": scorer.card.version, "threshold": scorer.card.threshold, "split": split, "films": len(films),
+            "pixel_shifts": pixel_shift_stability(scorer, films),
+            "framing_sensitivity": framing_sensitivity(scorer, films, labels),
+            "resize_paths": resize_paths(scorer, full_res) if full_res else None}
+
+
 def _montage(rows: list[list[np.ndarray]], labels: list[str], path: Path, tile: int = 150) -> None:
     strips = []
     for label, images in zip(labels, rows, strict=True):

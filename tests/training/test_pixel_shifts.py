@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import TRAIN_224
+from training.cli import main
 from training.data import list_samples
+from training.metrics import roc_auc
 from training.shift import Scorer, _translate, load_films, pixel_shift_stability
 
 
@@ -36,3 +40,18 @@ def test_pixel_shift_stability_measures_the_models_own_answers(tiny_model_dir: P
     assert rows[1]["max_abs_change"] > 0  # a trained CNN is not exactly invariant to a 3-pixel shift
     # a film shifted by 0 pixels is the film: nothing moves
     assert pixel_shift_stability(scorer, films, pixels=(0,))[0]["max_abs_change"] == 0
+
+
+def test_the_stability_command_reports_one_models_steadiness(tiny_model_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "stability.json"
+    assert main(["stability", "--model", str(tiny_model_dir), "--data", str(TRAIN_224), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report == json.loads(capsys.readouterr().out)
+    test_dev = list_samples(TRAIN_224 / "test_dev")
+    assert report["split"] == "test_dev" and report["films"] == len(test_dev)
+    assert [r["pixels"] for r in report["pixel_shifts"]] == [1, 2, 3]
+    scorer = Scorer(tiny_model_dir)
+    as_is = next(r for r in report["framing_sensitivity"] if r["framing"] == "as is")
+    labels = np.array([s.label for s in test_dev])
+    assert as_is["roc_auc"] == pytest.approx(roc_auc(labels, scorer.gray(load_films(test_dev))))
+    assert report["resize_paths"]["PNG of the full decode"]["max_abs_diff_vs_jpeg"] >= 0
