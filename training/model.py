@@ -53,6 +53,8 @@ def build_model(
     the head sees. Its maps pad like `"same"` (7 -> 4 -> 2)."""
     if pool_padding not in POOL_PADDINGS:
         raise ValueError(f"unknown pool_padding {pool_padding!r}: one of {', '.join(POOL_PADDINGS)}")
+    if antialiased_pools and pool_padding != "same":
+        raise ValueError('antialiased_pools pad like pool_padding="same": set it')
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
@@ -89,7 +91,7 @@ def build_model(
     return keras.Model(inputs, outputs, name="chest_xray_cnn")
 
 
-def _blur_downsample(x, name: str):
+def _blur_downsample(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
     """A fixed binomial blur at stride 2, channel by channel (not trained, no weight decay)."""
     blur = layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, trainable=False, name=name)
     y = blur(x)

@@ -120,6 +120,8 @@ def test_antialiased_pools_blur_with_a_fixed_binomial_kernel_that_training_leave
 def test_antialiased_pools_need_same_padding():
     with pytest.raises(ValueError, match="antialiased_pools"):
         TrainConfig(antialiased_pools=True)  # the default pool_padding is the seed's "valid"
+    with pytest.raises(ValueError, match="antialiased_pools"):
+        build_model(64, **TINY, antialiased_pools=True)
     TrainConfig(antialiased_pools=True, pool_padding="same")
 
 
