@@ -35,7 +35,11 @@ def test_a_batch_norm_model_exports_to_onnx_with_the_same_output(tmp_path):
     model.compile("adam", "binary_crossentropy")
     x = np.random.default_rng(0).random((8, 128, 128, 1)).astype(np.float32)
     model.fit(x, np.arange(8) % 2, epochs=1, verbose=0)  # moving statistics away from their initial values
-    convert_to_onnx(model, 128, tmp_path / "model.onnx")
+    _assert_onnx_answers_as_keras(model, x, tmp_path)
+
+
+def _assert_onnx_answers_as_keras(model: keras.Model, x: np.ndarray, tmp_path) -> None:
+    convert_to_onnx(model, x.shape[1], tmp_path / "model.onnx")
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     onnx_out = session.run(["probability"], {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(onnx_out, model.predict(x, verbose=0), atol=1e-5)
@@ -64,14 +68,12 @@ def test_unknown_pool_padding_is_refused():
         TrainConfig(pool_padding="causal")
 
 
-def test_a_same_pooled_model_exports_to_onnx_with_the_same_output(tmp_path):
+@pytest.mark.parametrize("antialiased", [False, True], ids=["max pools", "anti-aliased pools"])
+def test_a_same_pooled_model_exports_to_onnx_with_the_same_output(tmp_path, antialiased):
     keras.utils.set_random_seed(0)
-    model = build_model(112, **TINY, pool_padding="same")  # 7 -> 4 -> 2 -> 1: three padded pools
-    x = np.random.default_rng(1).random((4, 112, 112, 1)).astype(np.float32)
-    convert_to_onnx(model, 112, tmp_path / "model.onnx")
-    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(["probability"], {session.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(onnx_out, model.predict(x, verbose=0), atol=1e-5)
+    # 112 px: 7 -> 4 -> 2 -> 1, three padded pools (or blurs)
+    model = build_model(112, **TINY, pool_padding="same", antialiased_pools=antialiased)
+    _assert_onnx_answers_as_keras(model, np.random.default_rng(1).random((4, 112, 112, 1)).astype(np.float32), tmp_path)
 
 
 @needs_shared
@@ -123,16 +125,6 @@ def test_antialiased_pools_need_same_padding():
     with pytest.raises(ValueError, match="antialiased_pools"):
         build_model(64, **TINY, antialiased_pools=True)
     TrainConfig(antialiased_pools=True, pool_padding="same")
-
-
-def test_an_antialiased_model_exports_to_onnx_with_the_same_output(tmp_path):
-    keras.utils.set_random_seed(0)
-    model = build_model(112, **TINY, pool_padding="same", antialiased_pools=True)
-    x = np.random.default_rng(1).random((4, 112, 112, 1)).astype(np.float32)
-    convert_to_onnx(model, 112, tmp_path / "model.onnx")
-    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_out = session.run(["probability"], {session.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(onnx_out, model.predict(x, verbose=0), atol=1e-5)
 
 
 @needs_shared
