@@ -52,8 +52,10 @@ class TrainConfig:
     dense_dropout: float = 0.4
     normalization: str = "none"  # "batch": BatchNormalization after each conv (training/model.py)
     pool_padding: str = "valid"  # "same": no map row or column is dropped by a pool (training/model.py)
-    # True: every pool is a stride-1 max then a fixed blur at stride 2 (MaxBlurPool, training/model.py)
+    # True: every pool from block `antialias_from_block` on is a stride-1 max then a fixed blur at stride 2
+    # (MaxBlurPool, training/model.py); the earlier blocks keep plain max pools
     antialiased_pools: bool = False
+    antialias_from_block: int = 1
     # adam: Adam with `weight_decay` as an L2 penalty in the loss (the seed's); adamw: Adam with decoupled
     # weight decay, each step shrinks the weights by learning rate x `weight_decay` (no penalty in the loss);
     # sgd: SGD with Nesterov momentum 0.9 and the L2 penalty.
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"pool_padding must be one of {', '.join(POOL_PADDINGS)}")
         if self.antialiased_pools and self.pool_padding != "same":
             raise ValueError('antialiased_pools pad like pool_padding="same": set it')
+        if not 1 <= self.antialias_from_block <= len(self.filters):
+            raise ValueError(f"antialias_from_block must be a block, 1 to {len(self.filters)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

@@ -130,8 +130,11 @@ def build_card(
     run: dict, pre: PreprocessConfig, model, opset: int, onnx_sha: str, keras_sha: str, parity: dict
 ) -> dict:
     trained = TrainConfig.from_dict(run["config"]).to_dict()  # a run recorded before an option: at its default
-    pooling = ("MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2" if trained["antialiased_pools"]
-               else f"MaxPool2D(2, {trained['pool_padding']} padding)")
+    pooling = f"MaxPool2D(2, {trained['pool_padding']} padding)"
+    if trained["antialiased_pools"]:
+        first = trained["antialias_from_block"]
+        pooling = ("MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2" if first == 1 else
+                   f"{pooling} (from block {first} on: MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2)")
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
         for layer in model.layers
@@ -167,7 +170,8 @@ def build_card(
                        "global average pool, Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": list(trained["filters"]), "dropout": list(trained["dropout"]),
             "dense_units": trained["dense_units"], "pool_padding": trained["pool_padding"],
-            "antialiased_pools": trained["antialiased_pools"], "layers": architecture,
+            "antialiased_pools": trained["antialiased_pools"], "antialias_from_block": trained["antialias_from_block"],
+            "layers": architecture,
         },
         "hyperparameters": {k: trained[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",

@@ -38,6 +38,7 @@ def build_model(
     subtypes: int = 0,
     pool_padding: str = "valid",
     antialiased_pools: bool = False,
+    antialias_from_block: int = 1,
 ) -> keras.Model:
     """The classifier; with `subtypes` > 0 also a softmax head over that many pneumonia subtypes on the
     same dense features, a training-only auxiliary output (`without_auxiliary_head` drops it).
@@ -50,7 +51,8 @@ def build_model(
     `antialiased_pools` makes every pool a max over 2x2 at stride 1 followed by a fixed [1 2 1] x [1 2 1]
     blur at stride 2 (MaxBlurPool, Zhang 2019, "Making convolutional networks shift-invariant again"):
     a max pool at stride 2 aliases, so a shift or a resampling of the film by a pixel can change what
-    the head sees. Its maps pad like `"same"` (7 -> 4 -> 2)."""
+    the head sees. Its maps pad like `"same"` (7 -> 4 -> 2). Blocks before `antialias_from_block` keep
+    plain max pools (at stride 2 a blur also smooths the fine texture of the early, full-resolution maps)."""
     if pool_padding not in POOL_PADDINGS:
         raise ValueError(f"unknown pool_padding {pool_padding!r}: one of {', '.join(POOL_PADDINGS)}")
     if antialiased_pools and pool_padding != "same":
@@ -74,7 +76,7 @@ def build_model(
             )(x)
         else:
             raise ValueError(f"unknown normalization {normalization!r}: none or batch")
-        if antialiased_pools:
+        if antialiased_pools and block >= antialias_from_block:
             x = layers.MaxPool2D(2, strides=1, padding="same", name=f"block{block}_pool")(x)
             x = _blur_downsample(x, name=f"block{block}_blur")
         else:

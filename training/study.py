@@ -128,7 +128,8 @@ def score_runs(plan: StudyPlan) -> dict:
     def model_for(run_config: TrainConfig) -> tuple:
         """(model, logit model) of this run's architecture, built once."""
         key = (run_config.filters, run_config.dropout, run_config.dense_units, run_config.normalization,
-               run_config.pool_padding, run_config.antialiased_pools)
+               run_config.pool_padding, run_config.antialiased_pools,
+               run_config.antialias_from_block)
         if key not in models:
             model = new_model(run_config)
             models[key] = (model, keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output))

@@ -104,6 +104,14 @@ def test_antialiased_pools_keep_full_maps_then_blur_down_like_same_padding():
     assert gradcam_layer_for(model) == "block5_conv"  # the blur is not an activation Grad-CAM may read
 
 
+def test_antialiased_pools_can_start_at_a_later_block():
+    model = build_model(224, **TINY, pool_padding="same", antialiased_pools=True, antialias_from_block=5)
+    assert _pool_sides(model) == [112, 56, 28, 14, 14, 7, 4]  # blocks 1-4 pool at stride 2, 5-7 at stride 1
+    assert _blur_sides(model) == [7, 4, 2]
+    with pytest.raises(ValueError, match="antialias_from_block"):
+        TrainConfig(antialiased_pools=True, pool_padding="same", antialias_from_block=8)
+
+
 def test_antialiased_pools_blur_with_a_fixed_binomial_kernel_that_training_leaves_alone():
     keras.utils.set_random_seed(0)
     model = build_model(64, **TINY, pool_padding="same", antialiased_pools=True)
@@ -137,7 +145,11 @@ def test_a_run_builds_and_the_card_records_antialiased_pools(tmp_path):
     assert _blur_sides(model) == [56, 28, 14, 7, 4, 2, 1]  # the saved model keeps its blur layers
     run = json.loads((config.out / "run.json").read_text())
     card = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
-    assert card["antialiased_pools"] is True and "blur at stride 2" in card["summary"]
+    assert card["antialiased_pools"] is True and card["antialias_from_block"] == 1
+    assert "Dropout, global" in card["summary"] and "-> fixed 3x3 blur at stride 2 -> Dropout" in card["summary"]
+    run["config"]["antialias_from_block"] = 5  # the card names where the blur starts
+    late = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
+    assert "same padding) (from block 5 on: MaxPool2D(2, stride 1)" in late["summary"]
     del run["config"]["antialiased_pools"]  # a run recorded before the option
     assert build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"][
         "antialiased_pools"] is False
