@@ -57,6 +57,8 @@ def build_model(
         raise ValueError(f"unknown pool_padding {pool_padding!r}: one of {', '.join(POOL_PADDINGS)}")
     if antialiased_pools and pool_padding != "same":
         raise ValueError('antialiased_pools pad like pool_padding="same": set it')
+    if not 1 <= antialias_from_block <= len(filters):
+        raise ValueError(f"antialias_from_block must be a block, 1 to {len(filters)}")
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs

@@ -110,6 +110,8 @@ def test_antialiased_pools_can_start_at_a_later_block():
     assert _blur_sides(model) == [7, 4, 2]
     with pytest.raises(ValueError, match="antialias_from_block"):
         TrainConfig(antialiased_pools=True, pool_padding="same", antialias_from_block=8)
+    with pytest.raises(ValueError, match="antialias_from_block"):
+        build_model(64, **TINY, pool_padding="same", antialiased_pools=True, antialias_from_block=0)
 
 
 def test_antialiased_pools_blur_with_a_fixed_binomial_kernel_that_training_leaves_alone():
