@@ -15,6 +15,16 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 POOL_PADDINGS = ("valid", "same")  # training/model.py
 
 
+def check_pooling(pool_padding: str, antialiased_pools: bool, antialias_from_block: int, blocks: int) -> None:
+    """The pooling options' rules, for a config and for `training.model.build_model` alike."""
+    if pool_padding not in POOL_PADDINGS:
+        raise ValueError(f"pool_padding must be one of {', '.join(POOL_PADDINGS)}, not {pool_padding!r}")
+    if antialiased_pools and pool_padding != "same":
+        raise ValueError('antialiased_pools pad like pool_padding="same": set it')
+    if not 1 <= antialias_from_block <= blocks:
+        raise ValueError(f"antialias_from_block must be a block, 1 to {blocks}")
+
+
 @dataclass
 class TrainConfig:
     data: Path = Path("../shared/data/chest_xray_224")
@@ -84,12 +94,7 @@ class TrainConfig:
             raise ValueError("focal_gamma and consistency_weight are two losses: use one or the other")
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
-        if self.pool_padding not in POOL_PADDINGS:
-            raise ValueError(f"pool_padding must be one of {', '.join(POOL_PADDINGS)}")
-        if self.antialiased_pools and self.pool_padding != "same":
-            raise ValueError('antialiased_pools pad like pool_padding="same": set it')
-        if not 1 <= self.antialias_from_block <= len(self.filters):
-            raise ValueError(f"antialias_from_block must be a block, 1 to {len(self.filters)}")
+        check_pooling(self.pool_padding, self.antialiased_pools, self.antialias_from_block, len(self.filters))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from training.config import POOL_PADDINGS
+from training.config import check_pooling
 
 INPUT_NAME = "image"
 LOGIT_LAYER = "logit"
@@ -53,12 +53,7 @@ def build_model(
     a max pool at stride 2 aliases, so a shift or a resampling of the film by a pixel can change what
     the head sees. Its maps pad like `"same"` (7 -> 4 -> 2). Blocks before `antialias_from_block` keep
     plain max pools (at stride 2 a blur also smooths the fine texture of the early, full-resolution maps)."""
-    if pool_padding not in POOL_PADDINGS:
-        raise ValueError(f"unknown pool_padding {pool_padding!r}: one of {', '.join(POOL_PADDINGS)}")
-    if antialiased_pools and pool_padding != "same":
-        raise ValueError('antialiased_pools pad like pool_padding="same": set it')
-    if not 1 <= antialias_from_block <= len(filters):
-        raise ValueError(f"antialias_from_block must be a block, 1 to {len(filters)}")
+    check_pooling(pool_padding, antialiased_pools, antialias_from_block, len(filters))
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
