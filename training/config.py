@@ -56,6 +56,9 @@ class TrainConfig:
     # x the divergence between the two answers (training/consistency.py)
     consistency_weight: float = 0.0
     framing_balance: bool = False  # weigh films so framing cannot predict the class (training/framing_weights.py)
+    # != 1: a `NORMAL2-` normal film weighs this much against an `IM-` normal film, the normal class's
+    # total weight unchanged (training/series_weights.py)
+    normal2_weight: float = 1.0
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
     dense_units: int = 64
@@ -105,6 +108,10 @@ class TrainConfig:
             raise ValueError("mixup cannot mix the subtype head's class indices: use one or the other")
         if self.balanced_sampling and self.framing_balance:
             raise ValueError("framing_balance weighs the classes itself: use it or balanced_sampling, not both")
+        if self.normal2_weight <= 0:
+            raise ValueError("normal2_weight must be > 0")
+        if self.normal2_weight != 1.0 and self.framing_balance:
+            raise ValueError("framing_balance sets every film's weight itself: use it or normal2_weight, not both")
         if self.consistency_weight < 0:
             raise ValueError("consistency_weight must be >= 0")
         if self.consistency_weight > 0 and (self.batch_size % 2 or self.mixup_alpha > 0 or self.subtype_weight > 0):

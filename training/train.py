@@ -42,6 +42,7 @@ from training.model import (
     gradcam_layer_for,
     without_auxiliary_head,
 )
+from training.series_weights import SERIES_PREFIX, normal2_factors
 
 
 def lr_schedule(config: TrainConfig):
@@ -61,6 +62,38 @@ def lr_schedule(config: TrainConfig):
 def balanced_class_weight(labels: np.ndarray) -> dict[int, float]:
     counts = np.bincount(labels.astype(int), minlength=2)
     return {c: float(labels.size / (2 * counts[c])) for c in range(2)}
+
+
+def film_weights(
+    config: TrainConfig, samples: list[Sample], images: np.ndarray, class_weight: dict[int, float], summary: dict,
+) -> np.ndarray | None:
+    """Each training film's loss weight, or None where Keras' `class_weight` weighs the classes alone.
+
+    Framing-balanced weights replace the class weights (they balance the classes too); mixup, the
+    subtype head and `normal2_weight` need the class weights as per-film weights. What a weighting
+    did to the films goes into `summary` (the run's record).
+    """
+    labels = np.array([s.label for s in samples])
+    if config.framing_balance:
+        weights = framing_balanced_weights(images, labels)
+        summary["framing_balance"] = {
+            "effective_films": round(float(weights.sum() ** 2 / (weights**2).sum()), 1),
+            "max_weight": round(float(weights.max()), 2),
+            "normal_weight_share": round(float(weights[labels == 0].sum() / weights.sum()), 3),
+        }
+        return weights
+    if not (config.mixup_alpha or config.subtype_weight > 0 or config.normal2_weight != 1.0):
+        return None
+    weights = np.array([class_weight[int(y)] for y in labels], np.float32)
+    if config.normal2_weight != 1.0:
+        factors = normal2_factors(samples, config.normal2_weight)
+        weights *= factors
+        series = np.array([s.path.name.startswith(SERIES_PREFIX) for s in samples]) & (labels == 0)
+        summary["normal2_weight"] = {
+            "normal2_films": int(series.sum()),
+            "normal2_share_of_normal_weight": round(float(factors[series].sum() / factors[labels == 0].sum()), 3),
+        }
+    return weights
 
 
 def logits_of(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -296,17 +329,7 @@ def train(config: TrainConfig, session_epochs: int | None = None) -> dict:
     recorder = RunRecorder(config.out / "run.json", summary)
     # balanced sampling already shows the classes equally often: weighing them as well would count twice
     class_weight = {0: 1.0, 1: 1.0} if config.balanced_sampling else balanced_class_weight(train_labels)
-    sample_weights = None
-    if config.framing_balance:  # balances the classes too, so it replaces the class weights
-        sample_weights = framing_balanced_weights(train_images, train_labels)
-        summary["framing_balance"] = {
-            "effective_films": round(float(sample_weights.sum() ** 2 / (sample_weights**2).sum()), 1),
-            "max_weight": round(float(sample_weights.max()), 2),
-            "normal_weight_share": round(float(sample_weights[train_labels == 0].sum() / sample_weights.sum()), 3),
-        }
-    elif config.mixup_alpha or subtypes is not None:
-        # soft labels (mixup) or two outputs: the class weights travel as sample weights
-        sample_weights = np.array([class_weight[int(y)] for y in train_labels], np.float32)
+    sample_weights = film_weights(config, train_samples, train_images, class_weight, summary)
     batches = AugmentedBatches(
         train_images, train_labels, config.batch_size, pre, config.augmentation, config.seed,
         sample_weights=sample_weights, mixup_alpha=config.mixup_alpha, subtypes=subtypes,
