@@ -42,7 +42,7 @@ from training.model import (
     gradcam_layer_for,
     without_auxiliary_head,
 )
-from training.series_weights import SERIES_PREFIX, normal2_factors
+from training.series_weights import in_normal2_series, normal2_factors
 
 
 def lr_schedule(config: TrainConfig):
@@ -88,7 +88,7 @@ def film_weights(
     if config.normal2_weight != 1.0:
         factors = normal2_factors(samples, config.normal2_weight)
         weights *= factors
-        series = np.array([s.path.name.startswith(SERIES_PREFIX) for s in samples]) & (labels == 0)
+        series = in_normal2_series(samples)
         summary["normal2_weight"] = {
             "normal2_films": int(series.sum()),
             "normal2_share_of_normal_weight": round(float(factors[series].sum() / factors[labels == 0].sum()), 3),
