@@ -28,9 +28,8 @@ def in_normal2_series(samples: Sequence[Sample]) -> np.ndarray:
 
 def normal2_factors(samples: Sequence[Sample], weight: float) -> np.ndarray:
     """A multiplier per film: 1 for pneumonia; for the normal films, `weight` for the `NORMAL2-`
-    series and 1 for the others, rescaled so the normal films' multipliers still sum to their count."""
-    if weight <= 0:
-        raise ValueError("the NORMAL2 weight must be > 0")
+    series and 1 for the others, rescaled so the normal films' multipliers still sum to their count.
+    `weight` > 0: `TrainConfig` refuses others (the one place that checks it)."""
     factors = np.ones(len(samples), np.float32)
     normal = np.array([s.label == 0 for s in samples], bool)
     factors[in_normal2_series(samples)] = weight
