@@ -59,6 +59,9 @@ class TrainConfig:
     # != 1: a `NORMAL2-` normal film weighs this much against an `IM-` normal film, the normal class's
     # total weight unchanged (training/series_weights.py)
     normal2_weight: float = 1.0
+    # > 0: a film weighs (films of its patient in the training list) ** -power, each class's total weight
+    # unchanged: 1 weighs every patient alike, 0.5 by the square root of their film count (training/patient_weights.py)
+    patient_weight_power: float = 0.0
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)
     dense_units: int = 64
@@ -110,8 +113,12 @@ class TrainConfig:
             raise ValueError("framing_balance weighs the classes itself: use it or balanced_sampling, not both")
         if self.normal2_weight <= 0:
             raise ValueError("normal2_weight must be > 0")
-        if self.normal2_weight != 1.0 and self.framing_balance:
-            raise ValueError("framing_balance sets every film's weight itself: use it or normal2_weight, not both")
+        if not 0.0 <= self.patient_weight_power <= 1.0:
+            raise ValueError("patient_weight_power must be in [0, 1]")
+        if self.framing_balance and (self.normal2_weight != 1.0 or self.patient_weight_power > 0):
+            raise ValueError(
+                "framing_balance sets every film's weight itself: not with normal2_weight or patient_weight_power"
+            )
         if self.consistency_weight < 0:
             raise ValueError("consistency_weight must be >= 0")
         if self.consistency_weight > 0 and (self.batch_size % 2 or self.mixup_alpha > 0 or self.subtype_weight > 0):

@@ -219,6 +219,11 @@ RECIPES: dict[str, dict] = {
     # table so far kept 1e-3; a larger step is reported to settle in flatter minima that transfer better to
     # shifted data (Keskar et al. 2017), while validation here rewards what new films punish (table 20).
     "same_pool_normal_crops_lr2x": {**_SAME_POOL_NORMAL_CROPS, "learning_rate": 2e-3},
+    # same_pool_normal_crops with each pneumonia patient weighed alike (power 1) or by the square root of their
+    # film count (0.5) instead of by their films (training/patient_weights.py): train's pneumonia patients have
+    # 1 to 30 films, test_dev's mostly one; a patient with many films pulls the fit toward their own films.
+    "same_pool_normal_crops_patient": {**_SAME_POOL_NORMAL_CROPS, "patient_weight_power": 1.0},
+    "same_pool_normal_crops_patient_sqrt": {**_SAME_POOL_NORMAL_CROPS, "patient_weight_power": 0.5},
 }
 
 DEFAULT_RECIPE = "same_pool_normal_crops"

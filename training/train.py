@@ -42,6 +42,7 @@ from training.model import (
     gradcam_layer_for,
     without_auxiliary_head,
 )
+from training.patient_weights import effective_films, patient_factors
 from training.series_weights import in_normal2_series, normal2_factors
 
 
@@ -70,19 +71,20 @@ def film_weights(
     """Each training film's loss weight, or None where Keras' `class_weight` weighs the classes alone.
 
     Framing-balanced weights replace the class weights (they balance the classes too); mixup, the
-    subtype head and `normal2_weight` need the class weights as per-film weights. What a weighting
-    did to the films goes into `summary` (the run's record).
+    subtype head, `normal2_weight` and `patient_weight_power` need the class weights as per-film
+    weights. What a weighting did to the films goes into `summary` (the run's record).
     """
     labels = np.array([s.label for s in samples])
     if config.framing_balance:
         weights = framing_balanced_weights(images, labels)
         summary["framing_balance"] = {
-            "effective_films": round(float(weights.sum() ** 2 / (weights**2).sum()), 1),
+            "effective_films": round(effective_films(weights), 1),
             "max_weight": round(float(weights.max()), 2),
             "normal_weight_share": round(float(weights[labels == 0].sum() / weights.sum()), 3),
         }
         return weights
-    if not (config.mixup_alpha or config.subtype_weight > 0 or config.normal2_weight != 1.0):
+    reweighted = config.normal2_weight != 1.0 or config.patient_weight_power > 0
+    if not (config.mixup_alpha or config.subtype_weight > 0 or reweighted):
         return None
     weights = np.array([class_weight[int(y)] for y in labels], np.float32)
     if config.normal2_weight != 1.0:
@@ -92,6 +94,14 @@ def film_weights(
         summary["normal2_weight"] = {
             "normal2_films": int(series.sum()),
             "normal2_share_of_normal_weight": round(float(factors[series].sum() / factors[labels == 0].sum()), 3),
+        }
+    if config.patient_weight_power > 0:
+        factors = patient_factors(samples, config.patient_weight_power)
+        weights *= factors
+        summary["patient_weight_power"] = {
+            "power": config.patient_weight_power,
+            "effective_films": {name: round(effective_films(factors[labels == label]), 1)
+                                for label, name in ((0, "normal"), (1, "pneumonia"))},
         }
     return weights
 

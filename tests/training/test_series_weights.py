@@ -54,7 +54,7 @@ def test_film_weights_carry_the_class_weights_times_the_series_factors(tmp_path)
 def test_normal2_weight_is_refused_at_zero_or_beside_framing_balance():
     with pytest.raises(ValueError, match="normal2_weight must be > 0"):
         TrainConfig(normal2_weight=0.0)
-    with pytest.raises(ValueError, match="use it or normal2_weight"):
+    with pytest.raises(ValueError, match="not with normal2_weight"):
         TrainConfig(normal2_weight=2.0, framing_balance=True)
 
 
