@@ -136,5 +136,15 @@ def class_counts(samples: list[Sample]) -> dict[str, int]:
     return counts
 
 
+def keep_class_totals(factors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-film weight multipliers rescaled so each class's sum to its film count: a reweighting within
+    the classes that leaves the class balance (and the calibration's prior) as it was."""
+    factors = np.asarray(factors, np.float32).copy()
+    for label in np.unique(labels):
+        in_class = labels == label
+        factors[in_class] *= in_class.sum() / factors[in_class].sum()
+    return factors
+
+
 def summary(samples: list[Sample]) -> str:
     return json.dumps({"n": len(samples), **class_counts(samples)})

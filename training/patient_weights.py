@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.data import Sample
+from training.data import Sample, keep_class_totals
 
 
 def patient_factors(samples: Sequence[Sample], power: float) -> np.ndarray:
@@ -24,11 +24,7 @@ def patient_factors(samples: Sequence[Sample], power: float) -> np.ndarray:
     sum to its film count. `power` in [0, 1]: `TrainConfig` refuses others."""
     films_per_patient = Counter(s.patient for s in samples)
     factors = np.array([films_per_patient[s.patient] ** -power for s in samples], np.float32)
-    labels = np.array([s.label for s in samples])
-    for label in np.unique(labels):
-        in_class = labels == label
-        factors[in_class] *= in_class.sum() / factors[in_class].sum()
-    return factors
+    return keep_class_totals(factors, np.array([s.label for s in samples]))
 
 
 def effective_films(weights: np.ndarray) -> float:

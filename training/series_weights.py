@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.data import Sample
+from training.data import Sample, keep_class_totals
 
 SERIES_PREFIX = "NORMAL2-"
 
@@ -31,8 +31,5 @@ def normal2_factors(samples: Sequence[Sample], weight: float) -> np.ndarray:
     series and 1 for the others, rescaled so the normal films' multipliers still sum to their count.
     `weight` > 0: `TrainConfig` refuses others (the one place that checks it)."""
     factors = np.ones(len(samples), np.float32)
-    normal = np.array([s.label == 0 for s in samples], bool)
     factors[in_normal2_series(samples)] = weight
-    if normal.any():
-        factors[normal] *= normal.sum() / factors[normal].sum()
-    return factors
+    return keep_class_totals(factors, np.array([s.label for s in samples]))

@@ -24,7 +24,15 @@ from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
 from training.config import TrainConfig
 from training.consistency import PairedConsistencyLoss
-from training.data import SUBTYPE_NAMES, Sample, class_counts, list_samples, split_by_patient, write_split_lists
+from training.data import (
+    SUBTYPE_NAMES,
+    Sample,
+    class_counts,
+    keep_class_totals,
+    list_samples,
+    split_by_patient,
+    write_split_lists,
+)
 from training.dataset import (
     AugmentedBatches,
     PairedValidation,
@@ -86,10 +94,10 @@ def film_weights(
     reweighted = config.normal2_weight != 1.0 or config.patient_weight_power > 0
     if not (config.mixup_alpha or config.subtype_weight > 0 or reweighted):
         return None
-    weights = np.array([class_weight[int(y)] for y in labels], np.float32)
+    within_class = np.ones(len(samples), np.float32)
     if config.normal2_weight != 1.0:
         factors = normal2_factors(samples, config.normal2_weight)
-        weights *= factors
+        within_class *= factors
         series = in_normal2_series(samples)
         summary["normal2_weight"] = {
             "normal2_films": int(series.sum()),
@@ -97,13 +105,15 @@ def film_weights(
         }
     if config.patient_weight_power > 0:
         factors = patient_factors(samples, config.patient_weight_power)
-        weights *= factors
+        within_class *= factors
         summary["patient_weight_power"] = {
             "power": config.patient_weight_power,
             "effective_films": {name: round(effective_films(factors[labels == label]), 1)
                                 for label, name in ((0, "normal"), (1, "pneumonia"))},
         }
-    return weights
+    # each weighting keeps its class's total alone; their product is rescaled once more so it does too
+    class_weights = np.array([class_weight[int(y)] for y in labels], np.float32)
+    return class_weights * keep_class_totals(within_class, labels)
 
 
 def logits_of(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -63,6 +63,20 @@ def test_film_weights_carry_the_class_weights_times_the_patient_factors(tmp_path
     assert recorded["effective_films"]["pneumonia"] < 6 and recorded["effective_films"]["normal"] < 3
 
 
+def test_with_the_series_weighting_too_each_class_still_keeps_its_total_weight(tmp_path):
+    films = [*_FILMS, Sample(Path("NORMAL/NORMAL2-IM-0006-0001.jpeg"), 0)]  # patient 0004's two films are IM-
+    labels = np.array([s.label for s in films])
+    class_weight = balanced_class_weight(labels)
+    config = tiny_config(tmp_path, patient_weight_power=1.0, normal2_weight=4.0)
+    weights = film_weights(config, films, np.zeros((10, 8, 8)), class_weight, {})
+    for label in (0, 1):
+        np.testing.assert_allclose(weights[labels == label].sum(), (labels == label).sum() * class_weight[label],
+                                   rtol=1e-6)
+    # within the normal class: the NORMAL2- film 4x a one-film IM- patient's, the two-film patient's films half
+    np.testing.assert_allclose(weights[9] / weights[2], 4.0, rtol=1e-6)
+    np.testing.assert_allclose(weights[0] / weights[2], 0.5, rtol=1e-6)
+
+
 def test_patient_weight_power_is_refused_outside_zero_to_one_or_beside_framing_balance():
     for power in (-0.5, 1.5):
         with pytest.raises(ValueError, match=r"patient_weight_power must be in \[0, 1\]"):
