@@ -25,6 +25,12 @@ def check_pooling(pool_padding: str, antialiased_pools: bool, antialias_from_blo
         raise ValueError(f"antialias_from_block must be a block, 1 to {blocks}")
 
 
+def check_kernel(side: int) -> None:
+    """A conv kernel side that "same" padding centres: odd, 1 to 11."""
+    if side % 2 == 0 or not 1 <= side <= 11:
+        raise ValueError(f"block1_kernel must be odd, 1 to 11, not {side}")
+
+
 @dataclass
 class TrainConfig:
     data: Path = Path("../shared/data/chest_xray_224")
@@ -72,6 +78,8 @@ class TrainConfig:
     # (MaxBlurPool, training/model.py); the earlier blocks keep plain max pools
     antialiased_pools: bool = False
     antialias_from_block: int = 1
+    # the first block's conv kernel side (odd); the other blocks keep 3x3 (training/model.py)
+    block1_kernel: int = 3
     # adam: Adam with `weight_decay` as an L2 penalty in the loss (the seed's); adamw: Adam with decoupled
     # weight decay, each step shrinks the weights by learning rate x `weight_decay` (no penalty in the loss);
     # sgd: SGD with Nesterov momentum 0.9 and the L2 penalty.
@@ -101,6 +109,7 @@ class TrainConfig:
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
         check_pooling(self.pool_padding, self.antialiased_pools, self.antialias_from_block, len(self.filters))
+        check_kernel(self.block1_kernel)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

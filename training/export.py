@@ -135,6 +135,8 @@ def build_card(
         first = trained["antialias_from_block"]
         pooling = ("MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2" if first == 1 else
                    f"{pooling} (from block {first} on: MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2)")
+    side = trained["block1_kernel"]
+    conv = "Conv2D(3x3, ReLU)" if side == 3 else f"Conv2D({side}x{side} in block 1, 3x3 after; ReLU)"
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
         for layer in model.layers
@@ -166,12 +168,12 @@ def build_card(
         "architecture": {
             "summary": ((f"deep ensemble of {len(run['members'])} members, one graph: mean of the members' "
                          "logits -> Dense(1) calibrated logit -> sigmoid; each member: ") if run.get("members") else "")
-                       + f"7 blocks of Conv2D(3x3, ReLU) -> {pooling} -> Dropout, "
+                       + f"7 blocks of {conv} -> {pooling} -> Dropout, "
                        "global average pool, Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": list(trained["filters"]), "dropout": list(trained["dropout"]),
             "dense_units": trained["dense_units"], "pool_padding": trained["pool_padding"],
             "antialiased_pools": trained["antialiased_pools"], "antialias_from_block": trained["antialias_from_block"],
-            "layers": architecture,
+            "block1_kernel": side, "layers": architecture,
         },
         "hyperparameters": {k: trained[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",

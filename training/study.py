@@ -129,7 +129,7 @@ def score_runs(plan: StudyPlan) -> dict:
         """(model, logit model) of this run's architecture, built once."""
         key = (run_config.filters, run_config.dropout, run_config.dense_units, run_config.normalization,
                run_config.pool_padding, run_config.antialiased_pools,
-               run_config.antialias_from_block)
+               run_config.antialias_from_block, run_config.block1_kernel)
         if key not in models:
             model = new_model(run_config)
             models[key] = (model, keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output))

@@ -249,6 +249,7 @@ def new_model(config: TrainConfig) -> keras.Model:
         config.dense_dropout, config.l2_penalty, config.normalization,
         subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0, pool_padding=config.pool_padding,
         antialiased_pools=config.antialiased_pools, antialias_from_block=config.antialias_from_block,
+        block1_kernel=config.block1_kernel,
     )
     loss = new_loss(config)
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]

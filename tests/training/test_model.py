@@ -45,6 +45,31 @@ def _assert_onnx_answers_as_keras(model: keras.Model, x: np.ndarray, tmp_path) -
     np.testing.assert_allclose(onnx_out, model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_a_wider_first_kernel_changes_block_1_only_and_exports_to_onnx_with_the_same_output(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(128, **TINY, block1_kernel=5)
+    kernels = [model.get_layer(f"block{block}_conv").kernel.shape[:2] for block in range(1, 8)]
+    assert kernels == [(5, 5)] + [(3, 3)] * 6
+    seed_like = build_model(128, **TINY)
+    assert [layer.output.shape for layer in model.layers] == [layer.output.shape for layer in seed_like.layers]
+    assert model.count_params() - seed_like.count_params() == (25 - 9) * TINY["filters"][0]  # one input channel
+    x = np.random.default_rng(0).random((4, 128, 128, 1)).astype(np.float32)
+    _assert_onnx_answers_as_keras(model, x, tmp_path)
+
+
+@pytest.mark.parametrize("side", [4, 0, 13])
+def test_a_first_kernel_must_be_odd_and_small(side):
+    with pytest.raises(ValueError, match="block1_kernel must be odd"):
+        TrainConfig(block1_kernel=side)
+    with pytest.raises(ValueError, match="block1_kernel must be odd"):
+        build_model(64, **TINY, block1_kernel=side)
+
+
+def test_a_run_builds_the_first_kernel_its_config_names(tmp_path):
+    model = new_model(tiny_config(tmp_path, preprocessing=PreprocessConfig(input_size=128), block1_kernel=7))
+    assert model.get_layer("block1_conv").kernel.shape[:2] == (7, 7)
+
+
 def _pool_sides(model: keras.Model) -> list[int]:
     return [layer.output.shape[1] for layer in model.layers if isinstance(layer, keras.layers.MaxPool2D)]
 
@@ -149,6 +174,10 @@ def test_a_run_builds_and_the_card_records_antialiased_pools(tmp_path):
     card = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
     assert card["antialiased_pools"] is True and card["antialias_from_block"] == 1
     assert "Dropout, global" in card["summary"] and "-> fixed 3x3 blur at stride 2 -> Dropout" in card["summary"]
+    assert card["block1_kernel"] == 3 and "7 blocks of Conv2D(3x3, ReLU) ->" in card["summary"]
+    run["config"]["block1_kernel"] = 5  # the card names a wider first kernel
+    wide = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
+    assert wide["block1_kernel"] == 5 and "Conv2D(5x5 in block 1, 3x3 after; ReLU)" in wide["summary"]
     run["config"]["antialias_from_block"] = 5  # the card names where the blur starts
     late = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
     assert "same padding) (from block 5 on: MaxPool2D(2, stride 1)" in late["summary"]
