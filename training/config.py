@@ -25,8 +25,8 @@ def check_pooling(pool_padding: str, antialiased_pools: bool, antialias_from_blo
         raise ValueError(f"antialias_from_block must be a block, 1 to {blocks}")
 
 
-def check_kernel(side: int) -> None:
-    """A conv kernel side that "same" padding centres: odd, 1 to 11."""
+def check_block1_kernel(side: int) -> None:
+    """The first conv's kernel side: odd, so that "same" padding centres it, and 1 to 11."""
     if side % 2 == 0 or not 1 <= side <= 11:
         raise ValueError(f"block1_kernel must be odd, 1 to 11, not {side}")
 
@@ -109,7 +109,7 @@ class TrainConfig:
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
         check_pooling(self.pool_padding, self.antialiased_pools, self.antialias_from_block, len(self.filters))
-        check_kernel(self.block1_kernel)
+        check_block1_kernel(self.block1_kernel)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from training.config import check_kernel, check_pooling
+from training.config import check_block1_kernel, check_pooling
 
 INPUT_NAME = "image"
 LOGIT_LAYER = "logit"
@@ -58,7 +58,7 @@ def build_model(
     `block1_kernel` is the first conv's kernel side (the seed's 3): on one input channel a wider first
     kernel costs little (8 filters x 25 weights at 5) and sees more of the film at full resolution."""
     check_pooling(pool_padding, antialiased_pools, antialias_from_block, len(filters))
-    check_kernel(block1_kernel)
+    check_block1_kernel(block1_kernel)
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
