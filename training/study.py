@@ -109,7 +109,7 @@ def score_runs(plan: StudyPlan) -> dict:
 
     from training.config import TrainConfig
     from training.model import LOGIT_LAYER
-    from training.train import checkpoint_path, load_validated_weights, new_model
+    from training.train import architecture, checkpoint_path, load_validated_weights, new_model
 
     dirs = [plan.run_dir(r, s) for r in plan.recipes for s in plan.seeds]
     first = next(d for d in dirs if (d / "splits" / "val.txt").is_file())
@@ -127,9 +127,7 @@ def score_runs(plan: StudyPlan) -> dict:
 
     def model_for(run_config: TrainConfig) -> tuple:
         """(model, logit model) of this run's architecture, built once."""
-        key = (run_config.filters, run_config.dropout, run_config.dense_units, run_config.normalization,
-               run_config.pool_padding, run_config.antialiased_pools,
-               run_config.antialias_from_block, run_config.block1_kernel)
+        key = tuple(architecture(run_config).items())
         if key not in models:
             model = new_model(run_config)
             models[key] = (model, keras.Model(model.inputs, model.get_layer(LOGIT_LAYER).output))

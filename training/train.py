@@ -242,15 +242,20 @@ def new_loss(config: TrainConfig) -> keras.losses.Loss:
     return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
 
 
+def architecture(config: TrainConfig) -> dict:
+    """The `build_model` arguments a config names: two configs with equal ones build the same layers."""
+    return {
+        "input_size": config.preprocessing.input_size, "filters": config.filters, "dropout": config.dropout,
+        "dense_units": config.dense_units, "dense_dropout": config.dense_dropout, "weight_decay": config.l2_penalty,
+        "normalization": config.normalization, "subtypes": len(SUBTYPE_NAMES) if config.subtype_weight > 0 else 0,
+        "pool_padding": config.pool_padding, "antialiased_pools": config.antialiased_pools,
+        "antialias_from_block": config.antialias_from_block, "block1_kernel": config.block1_kernel,
+    }
+
+
 def new_model(config: TrainConfig) -> keras.Model:
     with_subtypes = config.subtype_weight > 0
-    model = build_model(
-        config.preprocessing.input_size, config.filters, config.dropout, config.dense_units,
-        config.dense_dropout, config.l2_penalty, config.normalization,
-        subtypes=len(SUBTYPE_NAMES) if with_subtypes else 0, pool_padding=config.pool_padding,
-        antialiased_pools=config.antialiased_pools, antialias_from_block=config.antialias_from_block,
-        block1_kernel=config.block1_kernel,
-    )
+    model = build_model(**architecture(config))
     loss = new_loss(config)
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     optimizer = new_optimizer(config)

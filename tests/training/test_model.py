@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import keras
@@ -15,7 +16,7 @@ from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
 from training.export import build_card, convert_to_onnx
 from training.model import build_model, gradcam_layer_for
-from training.train import new_model, train
+from training.train import architecture, new_model, train
 
 TINY = {"filters": (4, 4, 8, 8, 8, 16, 16), "dropout": (0.0,) * 7, "dense_units": 8, "dense_dropout": 0.0,
         "weight_decay": 0.0}
@@ -68,6 +69,14 @@ def test_a_first_kernel_must_be_odd_and_small(side):
 def test_a_run_builds_the_first_kernel_its_config_names(tmp_path):
     model = new_model(tiny_config(tmp_path, preprocessing=PreprocessConfig(input_size=128), block1_kernel=7))
     assert model.get_layer("block1_conv").kernel.shape[:2] == (7, 7)
+
+
+def test_a_config_names_every_argument_of_build_model_and_only_layer_options_change_it():
+    # the study caches one model per architecture: an argument missing here would share a model wrongly
+    assert set(architecture(TrainConfig())) == set(inspect.signature(build_model).parameters)
+    assert architecture(TrainConfig(learning_rate=5e-4, epochs=3)) == architecture(TrainConfig())
+    assert architecture(TrainConfig(block1_kernel=5)) != architecture(TrainConfig())
+    assert architecture(TrainConfig(subtype_weight=0.5))["subtypes"] == 3
 
 
 def _pool_sides(model: keras.Model) -> list[int]:
