@@ -137,8 +137,8 @@ def class_counts(samples: list[Sample]) -> dict[str, int]:
 
 
 def keep_class_totals(factors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-film weight multipliers rescaled so each class's sum to its film count: a reweighting within
-    the classes that leaves the class balance (and the calibration's prior) as it was."""
+    """Per-film weight multipliers rescaled so that each class's multipliers sum to its film count: a
+    reweighting within the classes that leaves the class balance (and the calibration's prior) as it was."""
     factors = np.asarray(factors, np.float32).copy()
     for label in np.unique(labels):
         in_class = labels == label

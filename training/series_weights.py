@@ -7,7 +7,8 @@ new films: the shipped model ranks them below the pneumonia films with ROC AUC 0
 20 of the 22 false positives of that section. They are 55% of the training normals and 71%
 of `test_dev`'s. Weighing them `weight` times an `IM-` normal asks the model to spend more of its fit
 on the group it gets wrong, without changing the class balance: the normal class keeps its total
-weight, so the class weights and the calibration's prior stay as they were.
+weight (`training.train.film_weights` rescales each class once, with `training.data.keep_class_totals`),
+so the class weights and the calibration's prior stay as they were.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from training.data import Sample, keep_class_totals
+from training.data import Sample
 
 SERIES_PREFIX = "NORMAL2-"
 
@@ -27,9 +28,8 @@ def in_normal2_series(samples: Sequence[Sample]) -> np.ndarray:
 
 
 def normal2_factors(samples: Sequence[Sample], weight: float) -> np.ndarray:
-    """A multiplier per film: 1 for pneumonia; for the normal films, `weight` for the `NORMAL2-`
-    series and 1 for the others, rescaled so the normal films' multipliers still sum to their count.
-    `weight` > 0: `TrainConfig` refuses others (the one place that checks it)."""
+    """A relative multiplier per film: `weight` for the `NORMAL2-` normals, 1 for every other film
+    (`film_weights` rescales each class to its total). `weight` > 0: `TrainConfig` refuses others."""
     factors = np.ones(len(samples), np.float32)
     factors[in_normal2_series(samples)] = weight
-    return keep_class_totals(factors, np.array([s.label for s in samples]))
+    return factors

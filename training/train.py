@@ -111,7 +111,7 @@ def film_weights(
             "effective_films": {name: round(effective_films(factors[labels == label]), 1)
                                 for label, name in ((0, "normal"), (1, "pneumonia"))},
         }
-    # each weighting keeps its class's total alone; their product is rescaled once more so it does too
+    # the weightings only move weight within a class: each class keeps its films' worth (and the class balance)
     class_weights = np.array([class_weight[int(y)] for y in labels], np.float32)
     return class_weights * keep_class_totals(within_class, labels)
 
@@ -254,8 +254,9 @@ def architecture(config: TrainConfig) -> dict:
 
 
 def new_model(config: TrainConfig) -> keras.Model:
-    with_subtypes = config.subtype_weight > 0
-    model = build_model(**architecture(config))
+    arch = architecture(config)
+    model = build_model(**arch)
+    with_subtypes = arch["subtypes"] > 0
     loss = new_loss(config)
     metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
     optimizer = new_optimizer(config)
