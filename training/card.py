@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.ood_report import card_section as ood_section
+from training.ood.report import card_section as ood_section
 from training.robustness import format_table
 
 
@@ -56,7 +56,8 @@ def _zeroed_line(parity: dict) -> list[str]:
     if zeroed is None:
         return []
     return [f"- Subnormal weights (below 1.2e-38) set to zero in the ONNX file at export: {zeroed} "
-            "(no output changes; onnxruntime would take the CPU's slow path for them, `training/onnx_denormals.py`)."]
+            "(no output changes; onnxruntime would take the CPU's slow path for them, "
+            "`training/onnx_graph/denormals.py`)."]
 
 
 def _gradcam_output_lines(card: dict) -> list[str]:
@@ -65,7 +66,7 @@ def _gradcam_output_lines(card: dict) -> list[str]:
         return []
     lines = [f"- Output `{entry['name']}`: the activations of {', '.join(f'`{n}`' for n in entry['layers'])} "
              f"({sum(entry['channels'])} x {entry['grid'][0]} x {entry['grid'][1]}, NCHW); the API sends them to "
-             "the Grad-CAM sidecar, which runs only the rest of the network (`training/onnx_gradcam.py`)."]
+             "the Grad-CAM sidecar, which runs only the rest of the network (`training/onnx_graph/gradcam.py`)."]
     added = card.get("gradcam_output_added")
     if added:
         lines.append(f"- Version {card['version']} is the ONNX file of {added['parent_version']} with that output "
@@ -83,7 +84,7 @@ def _denormals_section(card: dict) -> list[str]:
         f"Version {card['version']} is the ONNX file of {flushed['parent_version']} with its {flushed['weights']} "
         "subnormal weights (below 1.2e-38) set to zero by `python -m training flush-denormals`: every output "
         f"bit-identical on {flushed['outputs_bit_identical_on']} films, and onnxruntime no longer takes the CPU's "
-        "slow path for them (`training/onnx_denormals.py`). model.keras is unchanged.",
+        "slow path for them (`training/onnx_graph/denormals.py`). model.keras is unchanged.",
         "",
     ]
 

@@ -277,12 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(tta_report(args.runs, args.data, args.split, args.bootstrap), indent=2))
         return 0
     if args.command == "flush-denormals":
-        from training.onnx_denormals import flush_denormals_cli
+        from training.onnx_graph.denormals import flush_denormals_cli
 
         print(json.dumps(flush_denormals_cli(args.model, args.films), indent=2))
         return 0
     if args.command == "add-gradcam-output":
-        from training.onnx_gradcam import add_gradcam_output_cli
+        from training.onnx_graph.gradcam import add_gradcam_output_cli
 
         print(json.dumps(add_gradcam_output_cli(args.model, args.films), indent=2))
         return 0
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: report[k] for k in ("recipes", "false_positives", "false_negatives")}, indent=2))
         return 0
     if args.command == "ood":
-        from training.ood_run import run_cli
+        from training.ood.run import run_cli
 
         json.dump(run_cli(args.model, args.data, args.val16, args.out, args.report, args.negatives,
                           args.film_negatives), sys.stdout, indent=2)

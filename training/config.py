@@ -61,12 +61,12 @@ class TrainConfig:
     # > 0: every batch shows each of its films twice, framed independently, and the loss adds this weight
     # x the divergence between the two answers (training/consistency.py)
     consistency_weight: float = 0.0
-    framing_balance: bool = False  # weigh films so framing cannot predict the class (training/framing_weights.py)
+    framing_balance: bool = False  # weigh films so framing cannot predict the class (training/weights/framing.py)
     # != 1: a `NORMAL2-` normal film weighs this much against an `IM-` normal film, the normal class's
-    # total weight unchanged (training/series_weights.py)
+    # total weight unchanged (training/weights/series.py)
     normal2_weight: float = 1.0
     # > 0: a film weighs (films of its patient in the training list) ** -power, each class's total weight
-    # unchanged: 1 weighs every patient alike, 0.5 by the square root of their film count (training/patient_weights.py)
+    # unchanged: 1 weighs every patient alike, 0.5 by the square root of their film count (training/weights/patient.py)
     patient_weight_power: float = 0.0
     filters: tuple[int, ...] = (8, 16, 32, 64, 96, 128, 160)
     dropout: tuple[float, ...] = (0.0, 0.05, 0.1, 0.1, 0.15, 0.2, 0.25)

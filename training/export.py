@@ -6,7 +6,7 @@ Writes into the destination:
                    `gradcam_activations`, what the Grad-CAM sidecar maps from)
   model.keras      the same weights, for the Grad-CAM sidecar
   model_card.json  the machine-readable card (the services read it)
-  ood.npz          the out-of-distribution check's statistics (`training.ood_run`, card section `ood`)
+  ood.npz          the out-of-distribution check's statistics (`training.ood.run`, card section `ood`)
   MODEL_CARD.md    the same card for people
   plots/           training curves, ROC, PR, confusion matrix, reliability diagram
 The ONNX model is checked against Keras on real validation films before anything is
@@ -29,9 +29,9 @@ from app.imaging.preprocess import PreprocessConfig
 from app.model.card import CARD_FILE, sha256_of, versioned
 from training.config import TrainConfig
 from training.dataset import enhance_all, validation_films
-from training.onnx_denormals import flush_file
-from training.onnx_features import add_features_output
-from training.onnx_gradcam import add_gradcam_output
+from training.onnx_graph.denormals import flush_file
+from training.onnx_graph.features import add_features_output
+from training.onnx_graph.gradcam import add_gradcam_output
 from training.robustness import robustness_report
 
 PARITY_TOLERANCE = 1e-4
@@ -86,7 +86,7 @@ def export_run(run_dir: Path, out_dir: Path, opset: int = 17) -> dict:
     """Convert, check parity, write the card and plots; return the card."""
     import keras
 
-    from training.ood_run import features_card_entry, features_dim, film_sets_from_run, fit_model_dir
+    from training.ood.run import features_card_entry, features_dim, film_sets_from_run, fit_model_dir
     from training.plots import plot_run
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)

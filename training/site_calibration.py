@@ -69,7 +69,7 @@ def calibrate_site(
     from training.card import render_markdown
     from training.evaluate import predict_files
     from training.export import KERAS_FILE, ONNX_FILE, convert_to_onnx, onnx_probabilities, versions
-    from training.onnx_gradcam import add_gradcam_output
+    from training.onnx_graph.gradcam import add_gradcam_output
     from training.train import fold_platt_into_logit
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)

@@ -41,7 +41,6 @@ from training.dataset import (
     model_targets,
     validation_films,
 )
-from training.framing_weights import framing_balanced_weights
 from training.model import (
     LOGIT_LAYER,
     PROBABILITY_OUTPUT,
@@ -50,8 +49,9 @@ from training.model import (
     gradcam_layer_for,
     without_auxiliary_head,
 )
-from training.patient_weights import effective_films, patient_factors
-from training.series_weights import in_normal2_series, normal2_factors
+from training.weights.framing import framing_balanced_weights
+from training.weights.patient import effective_films, patient_factors
+from training.weights.series import in_normal2_series, normal2_factors
 
 
 def lr_schedule(config: TrainConfig):

@@ -114,7 +114,7 @@ def statistics(
 ) -> dict[str, np.ndarray]:
     """Each check's raw statistic for a batch (NaN where not available, e.g. no colour image).
 
-    Shared by serving and by the fit (training.ood), so thresholds are chosen on exactly these numbers.
+    Shared by serving and by the fit (training.ood.fit), so thresholds are chosen on exactly these numbers.
     """
     checks = section["checks"]
     n = len(enhanced)

@@ -10,7 +10,7 @@ threshold. One compiled `tf.function` with a fixed
 input signature does the forward and backward pass; no eager work per call.
 
 `compute_from_activations` gives the same maps from the conv layers' activations that the API's
-onnxruntime call already computed (`training/onnx_gradcam.py`): it runs only the network after
+onnxruntime call already computed (`training/onnx_graph/gradcam.py`): it runs only the network after
 those layers, forward and back, which is a small part of the work (benchmarks/README.md).
 """
 

@@ -33,7 +33,7 @@ def test_export_passes_parity_and_records_hashes(tiny_model_dir):
     card = load_model_card(tiny_model_dir)
     raw = card.raw
     assert raw["parity"]["max_abs_diff"] <= 1e-4
-    assert isinstance(raw["parity"]["subnormal_weights_zeroed"], int)  # the count itself: test_onnx_denormals.py
+    assert isinstance(raw["parity"]["subnormal_weights_zeroed"], int)  # the count itself: onnx_graph/test_denormals.py
     assert raw["onnx_opset"] in (17, 18)
     assert card.onnx_sha256 == sha256_of(tiny_model_dir / card.onnx_file)
     assert raw["keras_sha256"] == sha256_of(tiny_model_dir / card.keras_file)

@@ -2,7 +2,7 @@
 
 For a model folder: add the `features` output to model.onnx if it lacks one (probability checked
 bit-identical on the validation films; new sha256 and version "<base>+<sha[:12]>"), score the
-real films through the serving chain, fit the checks (`training.ood`), write ood.npz and the
+real films through the serving chain, fit the checks (`training.ood.fit`), write ood.npz and the
 card's `ood` section with pass rates, detection rates per negative kind and the measured cost,
 and regenerate MODEL_CARD.md. model.keras is not touched.
 """
@@ -23,11 +23,16 @@ from app.imaging.colour import colour_saturation
 from app.model.card import CARD_FILE, restamp, sha256_of
 from app.model.ood import OOD_FILE, OodDetector, dicom_header_reasons
 from app.model.session import open_session
-from training import ood_negatives
 from training.data import list_samples, patient_id, read_split_list, split_by_patient
-from training.onnx_features import DEFAULT_FEATURE_LAYERS, FEATURES_OUTPUT, has_features_output, with_features_output
-from training.ood import FeaturesInfo, FilmSets, cross_validated_false_alarms, fit, pass_rates
-from training.ood_data import ChainRunner, Scored
+from training.onnx_graph.features import (
+    DEFAULT_FEATURE_LAYERS,
+    FEATURES_OUTPUT,
+    has_features_output,
+    with_features_output,
+)
+from training.ood import negatives
+from training.ood.data import ChainRunner, Scored
+from training.ood.fit import FeaturesInfo, FilmSets, cross_validated_false_alarms, fit, pass_rates
 
 
 def film_sets_from_card(card: dict, data_root: Path, val16_dir: Path | None) -> FilmSets:
@@ -109,9 +114,9 @@ def evaluate_negatives(
     """Detection per negative kind. An upload counts as detected when the decoder rejects it (no prediction),
     the image checks flag it, or its DICOM header does."""
     rows = []
-    for kind in (*ood_negatives.DESIGN_KINDS, *ood_negatives.HELD_OUT_KINDS):
-        n = per_film_kind if kind in ood_negatives.FILM_KINDS else per_kind
-        scored = runner.score((x.name, x.data) for x in ood_negatives.generate(kind, n, films, seed))
+    for kind in (*negatives.DESIGN_KINDS, *negatives.HELD_OUT_KINDS):
+        n = per_film_kind if kind in negatives.FILM_KINDS else per_kind
+        scored = runner.score((x.name, x.data) for x in negatives.generate(kind, n, films, seed))
         results = detector.check_batch(scored.features, scored.enhanced, scored.saturation) if len(scored) else []
         header = [bool(dicom_header_reasons(t)) for t in scored.tags]
         image = [not r.in_distribution for r in results]
@@ -119,7 +124,7 @@ def evaluate_negatives(
         detected = len(scored.rejected) + sum(a or b for a, b in zip(image, header, strict=True))
         by_check = Counter(c for r in results for c, v in r.checks.items() if v > 1.0)
         rows.append({
-            "kind": kind, "held_out": kind in ood_negatives.HELD_OUT_KINDS, "n": total,
+            "kind": kind, "held_out": kind in negatives.HELD_OUT_KINDS, "n": total,
             "rejected_by_decoder": len(scored.rejected), "flagged_by_image": int(sum(image)),
             "flagged_by_header": int(sum(header)), "detected": int(detected),
             "detection_rate": detected / total if total else None,
@@ -192,8 +197,8 @@ def fit_model_dir(
             [patient_id(name) for name in scored["test_dev"].names])
     films = [p.read_bytes() for p in sets.validation]
     section["detection"] = evaluate_negatives(runner, detector, films, per_kind, per_film_kind)
-    section["held_out_kinds"] = list(ood_negatives.HELD_OUT_KINDS)
-    section["design_kinds"] = list(ood_negatives.DESIGN_KINDS)
+    section["held_out_kinds"] = list(negatives.HELD_OUT_KINDS)
+    section["design_kinds"] = list(negatives.DESIGN_KINDS)
     if cost:
         section["cost_ms"] = measure_cost(detector, scored["validation"], runner)
     section["fitted"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -233,8 +238,8 @@ def run_cli(
     """`python -m training ood`: fit in place (or in a copy at `out`), write the report; return a summary."""
     import shutil
 
-    from training.ood_design import compare_layers
-    from training.ood_report import render_report
+    from training.ood.design import compare_layers
+    from training.ood.report import render_report
 
     model_dir = Path(model_dir)
     if out is not None and Path(out).resolve() != model_dir.resolve():

@@ -15,9 +15,15 @@ from app.model.card import load_model_card, sha256_of
 from app.model.ood import OOD_FILE, OodDetector
 from app.model.session import open_session
 from tests.conftest import TRAIN_224, VAL16, needs_shared
-from training import ood_negatives
-from training.onnx_features import FEATURES_OUTPUT, has_features_output, with_features_output, without_features_output
-from training.ood import (
+from training.onnx_graph.features import (
+    FEATURES_OUTPUT,
+    has_features_output,
+    with_features_output,
+    without_features_output,
+)
+from training.ood import negatives as ood_negatives
+from training.ood.data import ChainRunner
+from training.ood.fit import (
     CHECKS,
     COLOUR_FLOOR,
     TAIL_P,
@@ -27,7 +33,6 @@ from training.ood import (
     tail_threshold,
     threshold_for,
 )
-from training.ood_data import ChainRunner
 
 
 def _films(split: str, n: int) -> list[Path]:
@@ -114,7 +119,7 @@ def test_negatives_are_deterministic_and_decodable():
 @needs_shared
 def test_a_small_fit_meets_the_rule_and_flags_negatives(shipped_model_dir: Path, tmp_path: Path):
     """The whole fit on a copy of the shipped model with few films: card, ood.npz, pass rates, negatives."""
-    from training.ood_run import fit_model_dir
+    from training.ood.run import fit_model_dir
 
     if not load_model_card(shipped_model_dir).features_name:
         pytest.skip("the shipped model has no features output yet")
@@ -139,7 +144,7 @@ def test_a_small_fit_meets_the_rule_and_flags_negatives(shipped_model_dir: Path,
 
 @needs_shared
 def test_the_features_output_is_added_once_with_a_new_version(shipped_model_dir: Path, tmp_path: Path):
-    from training.ood_run import ensure_features_output
+    from training.ood.run import ensure_features_output
 
     card = json.loads((shipped_model_dir / "model_card.json").read_text())
     model = tmp_path / "model"

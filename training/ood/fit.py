@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.model.ood import OOD_FILE, OodDetector, statistics, thumbnails
-from training.ood_data import Scored
+from training.ood.data import Scored
 
 TAIL_P = 0.001
 TAIL_Q = 0.90

@@ -24,7 +24,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from app.model.card import CARD_FILE, restamp
-from training.onnx_denormals import chain_batch, replace_checked
+from training.onnx_graph.denormals import chain_batch, replace_checked
 
 GRADCAM_OUTPUT = "gradcam_activations"
 

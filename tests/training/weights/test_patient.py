@@ -15,8 +15,8 @@ from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
 from training.data import Sample
 from training.export import build_card
-from training.patient_weights import effective_films, patient_factors
 from training.train import balanced_class_weight, film_weights, train
+from training.weights.patient import effective_films, patient_factors
 
 # pneumonia: patient 1 has four films, patients 2 and 3 one each; normal: patient 0004 has two films
 _FILMS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.framing_weights import framing_balanced_weights, framing_features
 from training.metrics import roc_auc
+from training.weights.framing import framing_balanced_weights, framing_features
 
 
 def _film(rng: np.random.Generator, wide: bool) -> np.ndarray:

@@ -15,8 +15,8 @@ from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
 from training.data import Sample
 from training.export import build_card
-from training.series_weights import normal2_factors
 from training.train import balanced_class_weight, film_weights, train
+from training.weights.series import normal2_factors
 
 _FILMS = [
     Sample(Path("NORMAL/NORMAL2-IM-0001-0001.jpeg"), 0),

@@ -15,10 +15,10 @@ import numpy as np
 
 from app.model.ood import Gaussian
 from app.model.session import open_session
-from training import ood_negatives
-from training.onnx_features import FEATURES_OUTPUT, with_features_output, without_features_output
-from training.ood import LOG_OFFSET, fit_gaussian, threshold_for
-from training.ood_data import ChainRunner, Scored
+from training.onnx_graph.features import FEATURES_OUTPUT, with_features_output, without_features_output
+from training.ood import negatives
+from training.ood.data import ChainRunner, Scored
+from training.ood.fit import LOG_OFFSET, fit_gaussian, threshold_for
 
 CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("gap",), ("dense",), ("gap", "dense"), ("block4",), ("block3", "block4", "block5"),
@@ -41,9 +41,9 @@ def compare_layers(
     model = without_features_output(onnx.load(str(runner.model_dir / runner.card.onnx_file)))
     layers = sorted({layer for c in CANDIDATES for layer in c})
     design = {}
-    for kind in ood_negatives.DESIGN_KINDS:
-        n = per_film_kind if kind in ood_negatives.FILM_KINDS else per_kind
-        design[kind] = runner.score((x.name, x.data) for x in ood_negatives.generate(kind, n, films)).enhanced
+    for kind in negatives.DESIGN_KINDS:
+        n = per_film_kind if kind in negatives.FILM_KINDS else per_kind
+        design[kind] = runner.score((x.name, x.data) for x in negatives.generate(kind, n, films)).enhanced
     real = {k: scored[k].enhanced for k in ("train", "validation", "test_dev") if k in scored}
     with tempfile.TemporaryDirectory() as tmp:
         widths = {}

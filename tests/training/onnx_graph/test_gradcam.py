@@ -14,7 +14,7 @@ from app.imaging.preprocess import Preprocessor, to_batch
 from app.model.card import CARD_FILE, load_model_card, restamp, sha256_of
 from app.model.session import open_session
 from tests.conftest import VAL16, needs_shared
-from training.onnx_gradcam import GRADCAM_OUTPUT, add_gradcam_output_cli, has_gradcam_output
+from training.onnx_graph.gradcam import GRADCAM_OUTPUT, add_gradcam_output_cli, has_gradcam_output
 
 pytestmark = needs_shared
 

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from app.model.card import CARD_FILE, load_model_card, sha256_of
 from tests.conftest import VAL16, needs_shared
-from training.onnx_denormals import flush_denormals, flush_denormals_cli
+from training.onnx_graph.denormals import flush_denormals, flush_denormals_cli
 
 SUBNORMAL = np.float32(1e-40)
 
