@@ -1,5 +1,6 @@
-"""Per-film loss weights beside the class weights; each class keeps its total (`training.train.film_weights`).
+"""Per-film loss weights other than the plain class weights (`training.train.film_weights` applies them).
 
-`framing` makes framing independent of the class, `series` weighs the `NORMAL2-` normals, `patient` weighs
-pneumonia patients rather than their films.
+`framing` replaces the class weights with inverse-propensity weights, so that framing cannot predict the
+class; `series` weighs the `NORMAL2-` normals and `patient` the pneumonia patients rather than their films,
+each class keeping its total weight.
 """
