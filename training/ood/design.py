@@ -42,8 +42,8 @@ def compare_layers(
     layers = sorted({layer for c in CANDIDATES for layer in c})
     design = {}
     for kind in negatives.DESIGN_KINDS:
-        n = per_film_kind if kind in negatives.FILM_KINDS else per_kind
-        design[kind] = runner.score((x.name, x.data) for x in negatives.generate(kind, n, films)).enhanced
+        made = negatives.generate_for_figure(kind, per_kind, per_film_kind, films)
+        design[kind] = runner.score((x.name, x.data) for x in made).enhanced
     real = {k: scored[k].enhanced for k in ("train", "validation", "test_dev") if k in scored}
     with tempfile.TemporaryDirectory() as tmp:
         widths = {}

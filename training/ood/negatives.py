@@ -311,6 +311,14 @@ def generate(kind: str, n: int, films: list[bytes] | None = None, seed: int = 0)
     raise KeyError(f"unknown negative kind {kind!r}")
 
 
+def generate_for_figure(
+    kind: str, per_kind: int, per_film_kind: int, films: list[bytes] | None, seed: int = 0,
+) -> Iterator[Negative]:
+    """`generate` at a figure's counts: `per_film_kind` for the kinds made from real films, `per_kind` for the
+    others (the detection table and the feature-layer comparison score the same negatives)."""
+    return generate(kind, per_film_kind if kind in FILM_KINDS else per_kind, films, seed)
+
+
 DESCRIPTIONS = {
     "noise": "synthetic: uniform or Gaussian pixel noise",
     "constant": "synthetic: one grey level, sometimes with +-1 noise",

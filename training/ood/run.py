@@ -115,8 +115,8 @@ def evaluate_negatives(
     the image checks flag it, or its DICOM header does."""
     rows = []
     for kind in (*negatives.DESIGN_KINDS, *negatives.HELD_OUT_KINDS):
-        n = per_film_kind if kind in negatives.FILM_KINDS else per_kind
-        scored = runner.score((x.name, x.data) for x in negatives.generate(kind, n, films, seed))
+        made = negatives.generate_for_figure(kind, per_kind, per_film_kind, films, seed)
+        scored = runner.score((x.name, x.data) for x in made)
         results = detector.check_batch(scored.features, scored.enhanced, scored.saturation) if len(scored) else []
         header = [bool(dicom_header_reasons(t)) for t in scored.tags]
         image = [not r.in_distribution for r in results]

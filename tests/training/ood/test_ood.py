@@ -116,6 +116,13 @@ def test_negatives_are_deterministic_and_decodable():
     assert set(ood_negatives.DESIGN_KINDS).isdisjoint(ood_negatives.HELD_OUT_KINDS)
 
 
+def test_a_figure_makes_its_film_count_of_the_film_kinds_and_its_other_count_of_the_rest():
+    films = [p.read_bytes() for p in _films("test_dev", 4)] if TRAIN_224.is_dir() else None
+    assert len(list(ood_negatives.generate_for_figure("noise", 2, 3, films))) == 2
+    if films is not None:
+        assert len(list(ood_negatives.generate_for_figure("film_rot90", 2, 3, films))) == 3
+
+
 @needs_shared
 def test_a_small_fit_meets_the_rule_and_flags_negatives(shipped_model_dir: Path, tmp_path: Path):
     """The whole fit on a copy of the shipped model with few films: card, ood.npz, pass rates, negatives."""
