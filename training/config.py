@@ -13,6 +13,7 @@ from training.augment import AugmentConfig
 BORDER_CROP = 0.95
 OPTIMIZERS = ("adam", "adamw", "sgd")
 POOL_PADDINGS = ("valid", "same")  # training/model.py
+HEAD_POOLINGS = ("avg", "max", "avg_max")  # training/model.py
 
 
 def check_pooling(pool_padding: str, antialiased_pools: bool, antialias_from_block: int, blocks: int) -> None:
@@ -23,6 +24,11 @@ def check_pooling(pool_padding: str, antialiased_pools: bool, antialias_from_blo
         raise ValueError('antialiased_pools pad like pool_padding="same": set it')
     if not 1 <= antialias_from_block <= blocks:
         raise ValueError(f"antialias_from_block must be a block, 1 to {blocks}")
+
+
+def check_head_pooling(head_pooling: str) -> None:
+    if head_pooling not in HEAD_POOLINGS:
+        raise ValueError(f"head_pooling must be one of {', '.join(HEAD_POOLINGS)}, not {head_pooling!r}")
 
 
 def check_block1_kernel(side: int) -> None:
@@ -80,6 +86,9 @@ class TrainConfig:
     antialias_from_block: int = 1
     # the first block's conv kernel side (odd); the other blocks keep 3x3 (training/model.py)
     block1_kernel: int = 3
+    # how the last block's map reaches the dense head: its global average (the seed's), its global max, or
+    # both side by side (training/model.py)
+    head_pooling: str = "avg"
     # adam: Adam with `weight_decay` as an L2 penalty in the loss (the seed's); adamw: Adam with decoupled
     # weight decay, each step shrinks the weights by learning rate x `weight_decay` (no penalty in the loss);
     # sgd: SGD with Nesterov momentum 0.9 and the L2 penalty.
@@ -110,6 +119,7 @@ class TrainConfig:
             raise ValueError("normalization must be none or batch")
         check_pooling(self.pool_padding, self.antialiased_pools, self.antialias_from_block, len(self.filters))
         check_block1_kernel(self.block1_kernel)
+        check_head_pooling(self.head_pooling)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.mixup_alpha < 0:

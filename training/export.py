@@ -137,6 +137,8 @@ def build_card(
                    f"{pooling} (from block {first} on: MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2)")
     side = trained["block1_kernel"]
     conv = "Conv2D(3x3, ReLU)" if side == 3 else f"Conv2D({side}x{side} in block 1, 3x3 after; ReLU)"
+    head = {"avg": "global average pool", "max": "global max pool",
+            "avg_max": "global average and max pools, concatenated"}[trained["head_pooling"]]
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
         for layer in model.layers
@@ -169,11 +171,11 @@ def build_card(
             "summary": ((f"deep ensemble of {len(run['members'])} members, one graph: mean of the members' "
                          "logits -> Dense(1) calibrated logit -> sigmoid; each member: ") if run.get("members") else "")
                        + f"7 blocks of {conv} -> {pooling} -> Dropout, "
-                       "global average pool, Dense(ReLU) -> Dropout -> Dense(1) logit",
+                       f"{head}, Dense(ReLU) -> Dropout -> Dense(1) logit",
             "filters": list(trained["filters"]), "dropout": list(trained["dropout"]),
             "dense_units": trained["dense_units"], "pool_padding": trained["pool_padding"],
             "antialiased_pools": trained["antialiased_pools"], "antialias_from_block": trained["antialias_from_block"],
-            "block1_kernel": side, "layers": architecture,
+            "block1_kernel": side, "head_pooling": trained["head_pooling"], "layers": architecture,
         },
         "hyperparameters": {k: trained[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",

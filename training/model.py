@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from training.config import check_block1_kernel, check_pooling
+from training.config import check_block1_kernel, check_head_pooling, check_pooling
 
 INPUT_NAME = "image"
 LOGIT_LAYER = "logit"
@@ -40,6 +40,7 @@ def build_model(
     antialiased_pools: bool = False,
     antialias_from_block: int = 1,
     block1_kernel: int = 3,
+    head_pooling: str = "avg",
 ) -> keras.Model:
     """The classifier; with `subtypes` > 0 also a softmax head over that many pneumonia subtypes on the
     same dense features, a training-only auxiliary output (`without_auxiliary_head` drops it).
@@ -56,9 +57,14 @@ def build_model(
     plain max pools (at stride 2 a blur also smooths the fine texture of the early, full-resolution maps).
 
     `block1_kernel` is the first conv's kernel side (the seed's 3): on one input channel a wider first
-    kernel costs little (8 filters x 25 weights at 5) and sees more of the film at full resolution."""
+    kernel costs little (8 filters x 25 weights at 5) and sees more of the film at full resolution.
+
+    `head_pooling` is how the last map reaches the dense head: `"avg"` (the seed's) averages it, so a
+    finding in one region is diluted by the rest of the chest; `"max"` keeps each feature's strongest
+    region; `"avg_max"` concatenates both (fastai's `AdaptiveConcatPool2d` head)."""
     check_pooling(pool_padding, antialiased_pools, antialias_from_block, len(filters))
     check_block1_kernel(block1_kernel)
+    check_head_pooling(head_pooling)
     reg = keras.regularizers.l2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input((input_size, input_size, 1), name=INPUT_NAME)
     x = inputs
@@ -85,7 +91,7 @@ def build_model(
         else:
             x = layers.MaxPool2D(2, padding=pool_padding, name=f"block{block}_pool")(x)
         x = layers.Dropout(rate, name=f"block{block}_dropout")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = _global_pool(x, head_pooling)
     x = layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="dense")(x)
     x = layers.Dropout(dense_dropout, name="dense_dropout")(x)
     logit = layers.Dense(1, name=LOGIT_LAYER)(x)
@@ -94,6 +100,16 @@ def build_model(
         subtype = layers.Dense(subtypes, activation="softmax", dtype="float32", name=SUBTYPE_OUTPUT)(x)
         return keras.Model(inputs, {PROBABILITY_OUTPUT: outputs, SUBTYPE_OUTPUT: subtype}, name="chest_xray_cnn")
     return keras.Model(inputs, outputs, name="chest_xray_cnn")
+
+
+def _global_pool(x: keras.KerasTensor, head_pooling: str) -> keras.KerasTensor:
+    """The last map as one vector; the average keeps the name `gap` that the OOD feature layers look for."""
+    if head_pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="gap")(x)
+    if head_pooling == "max":
+        return layers.GlobalMaxPooling2D(name="gmp")(x)
+    average = layers.GlobalAveragePooling2D(name="gap")(x)
+    return layers.Concatenate(name="gap_gmp")([average, layers.GlobalMaxPooling2D(name="gmp")(x)])
 
 
 def _blur_downsample(x: keras.KerasTensor, name: str) -> keras.KerasTensor:

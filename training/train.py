@@ -250,6 +250,7 @@ def architecture(config: TrainConfig) -> dict:
         "normalization": config.normalization, "subtypes": len(SUBTYPE_NAMES) if config.subtype_weight > 0 else 0,
         "pool_padding": config.pool_padding, "antialiased_pools": config.antialiased_pools,
         "antialias_from_block": config.antialias_from_block, "block1_kernel": config.block1_kernel,
+        "head_pooling": config.head_pooling,
     }
 
 

@@ -1,4 +1,4 @@
-"""The CNN's options (batch norm, pool padding): the activations Grad-CAM needs, an ONNX graph equal to Keras."""
+"""The CNN's options (batch norm, pools, head pooling): the activations Grad-CAM needs, an ONNX graph equal to Keras."""
 
 from __future__ import annotations
 
@@ -76,7 +76,37 @@ def test_a_config_names_every_argument_of_build_model_and_only_layer_options_cha
     assert set(architecture(TrainConfig())) == set(inspect.signature(build_model).parameters)
     assert architecture(TrainConfig(learning_rate=5e-4, epochs=3)) == architecture(TrainConfig())
     assert architecture(TrainConfig(block1_kernel=5)) != architecture(TrainConfig())
+    assert architecture(TrainConfig(head_pooling="avg_max")) != architecture(TrainConfig())
     assert architecture(TrainConfig(subtype_weight=0.5))["subtypes"] == 3
+
+
+def test_the_head_reads_the_last_maps_average_its_max_or_both_side_by_side():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(2).random((3, 224, 224, 1)).astype(np.float32)
+    last = TINY["filters"][-1]
+    for pooling, width in (("avg", last), ("max", last), ("avg_max", 2 * last)):
+        model = build_model(128, **TINY, head_pooling=pooling)
+        assert model.get_layer("dense").kernel.shape == (width, TINY["dense_units"]), pooling
+    both = build_model(224, **TINY, pool_padding="same", head_pooling="avg_max")
+    maps = keras.Model(both.inputs, both.get_layer("block7_dropout").output)(x).numpy()
+    pooled = keras.Model(both.inputs, both.get_layer("gap_gmp").output)(x).numpy()
+    assert maps.shape[1:3] == (2, 2)  # a map of one cell would make its average its max
+    np.testing.assert_allclose(pooled, np.concatenate([maps.mean(axis=(1, 2)), maps.max(axis=(1, 2))], axis=1),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg_max"])
+def test_a_max_pooled_head_exports_to_onnx_with_the_same_output(tmp_path, pooling):
+    keras.utils.set_random_seed(0)
+    model = build_model(112, **TINY, pool_padding="same", head_pooling=pooling)
+    _assert_onnx_answers_as_keras(model, np.random.default_rng(3).random((4, 112, 112, 1)).astype(np.float32), tmp_path)
+
+
+def test_unknown_head_pooling_is_refused():
+    with pytest.raises(ValueError, match="head_pooling"):
+        build_model(128, **TINY, head_pooling="attention")
+    with pytest.raises(ValueError, match="head_pooling"):
+        TrainConfig(head_pooling="sum")
 
 
 def _pool_sides(model: keras.Model) -> list[int]:
@@ -190,6 +220,10 @@ def test_a_run_builds_and_the_card_records_antialiased_pools(tmp_path):
     run["config"]["antialias_from_block"] = 5  # the card names where the blur starts
     late = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
     assert "same padding) (from block 5 on: MaxPool2D(2, stride 1)" in late["summary"]
+    assert late["head_pooling"] == "avg" and "Dropout, global average pool, Dense" in late["summary"]
+    run["config"]["head_pooling"] = "avg_max"  # the card names the head's pools
+    both = build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"]
+    assert both["head_pooling"] == "avg_max" and "global average and max pools, concatenated, Dense" in both["summary"]
     del run["config"]["antialiased_pools"]  # a run recorded before the option
     assert build_card(run, config.preprocessing, model, 17, "0" * 64, "0" * 64, {})["architecture"][
         "antialiased_pools"] is False
