@@ -22,28 +22,21 @@ def member_prefix(index: int) -> str:
     return f"m{index}_"
 
 
-def _copy_layer(layer: keras.layers.Layer, name: str) -> keras.layers.Layer:
-    config = {**layer.get_config(), "name": name}
-    return layer.__class__.from_config(config)
-
-
 def _member_logit(member: keras.Model, inputs: keras.KerasTensor, prefix: str) -> keras.KerasTensor:
-    """Replay `member` (a chain of layers ending in `logit`) on `inputs` under new names."""
-    x = inputs
-    copies: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
-    for layer in member.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        copy = _copy_layer(layer, prefix + layer.name)
-        x = copy(x)
-        copies.append((layer, copy))
-        if layer.name == LOGIT_LAYER:
-            break
-    else:
+    """Replay `member`'s graph up to its `logit` layer on `inputs`, every layer renamed with `prefix` and
+    holding the member's weights (`keras.models.clone_model` follows branches, such as a concat-pool head)."""
+    if LOGIT_LAYER not in {layer.name for layer in member.layers}:
         raise ValueError(f"member {member.name} has no {LOGIT_LAYER!r} layer")
-    for original, copy in copies:
-        copy.set_weights(original.get_weights())
-    return x
+    to_logit = keras.Model(member.inputs[0], member.get_layer(LOGIT_LAYER).output)
+
+    def renamed(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
+
+    clone = keras.models.clone_model(to_logit, input_tensors=inputs, clone_function=renamed)
+    for layer in to_logit.layers:
+        if not isinstance(layer, keras.layers.InputLayer):
+            clone.get_layer(prefix + layer.name).set_weights(layer.get_weights())
+    return clone.outputs[0]
 
 
 def build_ensemble(members: list[keras.Model]) -> keras.Model:

@@ -36,6 +36,20 @@ def test_ensemble_output_is_the_sigmoid_of_the_mean_logit(members):
     np.testing.assert_allclose(ensemble(x).numpy().reshape(-1), 1 / (1 + np.exp(-mean)), atol=1e-6)
 
 
+def test_members_with_a_branching_head_join_flat_and_answer_as_the_mean_logit():
+    # the concat-pool head (average and max side by side) is a branch, not a chain of layers
+    x = np.random.default_rng(4).random((3, 224, 224, 1), dtype=np.float32)
+    branching = []
+    for seed in (5, 6):
+        keras.utils.set_random_seed(seed)
+        branching.append(build_model(224, **TINY, pool_padding="same", head_pooling="avg_max"))
+    ensemble = build_ensemble(branching)
+    assert not any(isinstance(layer, keras.Model) for layer in ensemble.layers)  # Grad-CAM reads member layers
+    assert {"m1_gap", "m1_gmp", "m1_gap_gmp", "m2_gap_gmp"} <= {layer.name for layer in ensemble.layers}
+    mean = np.mean([raw_logit(m, x) for m in branching], axis=0)
+    np.testing.assert_allclose(raw_logit(ensemble, x), mean, atol=1e-5)
+
+
 def test_platt_folds_into_the_ensemble_logit(members):
     x = np.random.default_rng(1).random((3, 128, 128, 1), dtype=np.float32)
     ensemble = build_ensemble(members)
