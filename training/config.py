@@ -13,7 +13,9 @@ from training.augment import AugmentConfig
 BORDER_CROP = 0.95
 OPTIMIZERS = ("adam", "adamw", "sgd")
 POOL_PADDINGS = ("valid", "same")  # training/model.py
-HEAD_POOLINGS = ("avg", "max", "avg_max")  # training/model.py
+# how the last map reaches the dense head (training/model.py), with the card's words for it
+HEAD_POOLINGS = {"avg": "global average pool", "max": "global max pool",
+                 "avg_max": "global average and max pools, concatenated"}
 
 
 def check_pooling(pool_padding: str, antialiased_pools: bool, antialias_from_block: int, blocks: int) -> None:

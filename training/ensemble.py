@@ -24,9 +24,8 @@ def member_prefix(index: int) -> str:
 
 def _member_logit(member: keras.Model, inputs: keras.KerasTensor, prefix: str) -> keras.KerasTensor:
     """Replay `member`'s graph up to its `logit` layer on `inputs`, every layer renamed with `prefix` and
-    holding the member's weights (`keras.models.clone_model` follows branches, such as a concat-pool head)."""
-    if LOGIT_LAYER not in {layer.name for layer in member.layers}:
-        raise ValueError(f"member {member.name} has no {LOGIT_LAYER!r} layer")
+    holding the member's weights (`keras.models.clone_model` follows branches, such as a concat-pool head).
+    A member without a `logit` layer is refused by `get_layer` (ValueError naming the layer)."""
     to_logit = keras.Model(member.inputs[0], member.get_layer(LOGIT_LAYER).output)
 
     def renamed(layer: keras.layers.Layer) -> keras.layers.Layer:

@@ -27,7 +27,7 @@ import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig
 from app.model.card import CARD_FILE, sha256_of, versioned
-from training.config import TrainConfig
+from training.config import HEAD_POOLINGS, TrainConfig
 from training.dataset import enhance_all, validation_films
 from training.onnx_graph.denormals import flush_file
 from training.onnx_graph.features import add_features_output
@@ -137,8 +137,7 @@ def build_card(
                    f"{pooling} (from block {first} on: MaxPool2D(2, stride 1) -> fixed 3x3 blur at stride 2)")
     side = trained["block1_kernel"]
     conv = "Conv2D(3x3, ReLU)" if side == 3 else f"Conv2D({side}x{side} in block 1, 3x3 after; ReLU)"
-    head = {"avg": "global average pool", "max": "global max pool",
-            "avg_max": "global average and max pools, concatenated"}[trained["head_pooling"]]
+    head = HEAD_POOLINGS[trained["head_pooling"]]
     architecture = [
         {"name": layer.name, "type": type(layer).__name__, "output_shape": list(layer.output.shape)[1:]}
         for layer in model.layers

@@ -82,3 +82,7 @@ def test_one_member_or_mismatched_inputs_are_refused(members):
     other = build_model(160, **TINY)
     with pytest.raises(ValueError, match="input shape"):
         build_ensemble([members[0], other])
+    inputs = keras.Input((128, 128, 1))
+    no_logit = keras.Model(inputs, keras.layers.Dense(1, name="score")(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ValueError, match="logit"):
+        build_ensemble([members[0], no_logit])
