@@ -58,6 +58,9 @@ class TrainConfig:
     # > 0: focal loss (Lin et al. 2017), cross-entropy x (1 - p_true) ** focal_gamma: films the model already
     # gets right weigh less, the hard ones more
     focal_gamma: float = 0.0
+    # > 0: cross-entropy plus this weight x the AUC-margin square loss over the batch's (pneumonia, normal)
+    # pairs, a loss on the ranking itself (training/auc_margin.py)
+    auc_margin_weight: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mix pairs of films in each batch, weight ~ Beta(alpha, alpha)
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship Adam's moving average of the weights
     # > 0: also learn normal / bacterial / viral (from the file names) through an auxiliary head with
@@ -117,6 +120,12 @@ class TrainConfig:
             raise ValueError("focal_gamma must be >= 0")
         if self.focal_gamma > 0 and self.consistency_weight > 0:
             raise ValueError("focal_gamma and consistency_weight are two losses: use one or the other")
+        if self.auc_margin_weight < 0:
+            raise ValueError("auc_margin_weight must be >= 0")
+        if self.auc_margin_weight > 0 and (self.focal_gamma > 0 or self.consistency_weight > 0):
+            raise ValueError("auc_margin_weight, focal_gamma and consistency_weight are three losses: use one")
+        if self.auc_margin_weight > 0 and self.mixup_alpha > 0:
+            raise ValueError("auc_margin_weight pairs films by class: mixup's blended labels have none")
         if self.normalization not in ("none", "batch"):
             raise ValueError("normalization must be none or batch")
         check_pooling(self.pool_padding, self.antialiased_pools, self.antialias_from_block, len(self.filters))

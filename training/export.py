@@ -179,8 +179,9 @@ def build_card(
         "hyperparameters": {k: trained[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",
             "weight_decay", "val_fraction", "seed", "split_seed", "recipe", "label_smoothing", "focal_gamma",
-            "mixup_alpha", "ema_momentum", "subtype_weight", "consistency_weight", "balanced_sampling",
-            "framing_balance", "normal2_weight", "patient_weight_power", "min_sensitivity", "augmentation")},
+            "auc_margin_weight", "mixup_alpha", "ema_momentum", "subtype_weight", "consistency_weight",
+            "balanced_sampling", "framing_balance", "normal2_weight", "patient_weight_power", "min_sensitivity",
+            "augmentation")},
         "training": {k: run.get(k) for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},
         "data": run["data"],
         "validation_metrics": run["validation_metrics"],

@@ -199,6 +199,10 @@ RECIPES: dict[str, dict] = {
     # hard ones (atypical framing, hazy normals) weigh more; focal loss is also reported to leave a network
     # less over-confident (Mukhoti et al. 2020).
     "same_pool_normal_crops_focal2": {**_SAME_POOL_NORMAL_CROPS, "focal_gamma": 2.0},
+    # same_pool_normal_crops with a loss on the ranking itself: cross-entropy plus the AUC-margin square loss
+    # over each batch's (pneumonia, normal) pairs, weight 1 (Yuan et al. 2021; training/auc_margin.py). The
+    # shortfall on test_dev is in the ranking (misordered pairs), which cross-entropy only reaches indirectly.
+    "same_pool_normal_crops_auc_margin": {**_SAME_POOL_NORMAL_CROPS, "auc_margin_weight": 1.0},
     # same_pool_normal_crops with anti-aliased pools (a stride-1 max, then a fixed blur at stride 2): a max
     # pool at stride 2 aliases, so the answer can move when a film is shifted or resampled by a pixel
     # (SHIFT.md section 4: another resizer moves it by up to 0.04); anti-aliasing is reported to make a

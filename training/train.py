@@ -22,6 +22,7 @@ import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
+from training.auc_margin import AUCMarginLoss
 from training.config import TrainConfig
 from training.consistency import PairedConsistencyLoss
 from training.data import (
@@ -234,7 +235,9 @@ def new_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
 
 
 def new_loss(config: TrainConfig) -> keras.losses.Loss:
-    """The classifier's loss: cross-entropy, focal or paired with a consistency term, as the config asks."""
+    """The classifier's loss: cross-entropy, focal, or with a consistency or ranking term, as the config asks."""
+    if config.auc_margin_weight > 0:
+        return AUCMarginLoss(config.auc_margin_weight, label_smoothing=config.label_smoothing)
     if config.consistency_weight > 0:
         return PairedConsistencyLoss(config.consistency_weight, label_smoothing=config.label_smoothing)
     if config.focal_gamma > 0:
