@@ -7,6 +7,7 @@ full-resolution films take the same decode path) and the ONNX model in onnxrunti
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from app.imaging.preprocess import Preprocessor, to_batch
 from app.model.card import load_model_card
 from app.model.session import open_session
 from training import metrics
-from training.data import list_samples
+from training.data import list_samples, patient_id
 from training.plots import evaluation_plots
 
 
@@ -45,6 +46,23 @@ def ranking_errors(names: list[str], labels: np.ndarray, probs: np.ndarray, top:
     }
 
 
+def roc_auc_by_patient_film_count(names: list[str], labels: np.ndarray, probs: np.ndarray) -> dict:
+    """ROC AUC of all normal films against the pneumonia films of patients with one film in the split, then
+    against those of patients with several (by `training.data.patient_id`). On `test_dev` the one-film patients'
+    films rank worse in every model (STUDY.md tables 22-26, "single / multi")."""
+    labels, probs = np.asarray(labels).astype(int), np.asarray(probs)
+    films_of = Counter(patient_id(name) for name, label in zip(names, labels, strict=True) if label == 1)
+    several = np.array([films_of[patient_id(name)] > 1 for name in names])
+    normal = labels == 0
+    report = {}
+    for key, group in (("one_film", ~several), ("several_films", several)):
+        keep = normal | ((labels == 1) & group)
+        pneumonia = int(((labels == 1) & group).sum())
+        report[key] = {"pneumonia_films": pneumonia,
+                       "roc_auc": metrics.roc_auc(labels[keep], probs[keep]) if pneumonia and normal.any() else None}
+    return report
+
+
 # Outside the model folder: a check of the shipped model must leave models/ as it was (runs/ is ignored by git).
 EVALUATION_ROOT = Path("runs") / "evaluation"
 
@@ -69,7 +87,9 @@ def evaluate(
         "data": str(Path(data) / split),
         **metrics.full_report(labels, probs, threshold, n_boot),
     }
-    report["ranking_errors"] = ranking_errors([s.path.name for s in samples], labels, probs)
+    names = [s.path.name for s in samples]
+    report["ranking_errors"] = ranking_errors(names, labels, probs)
+    report["roc_auc_by_patient_film_count"] = roc_auc_by_patient_film_count(names, labels, probs)
     out = Path(out) if out else default_output(card.version, split)
     report["plots"] = [str(p) for p in evaluation_plots(labels, probs, threshold, out, split)]
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
