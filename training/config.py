@@ -59,7 +59,7 @@ class TrainConfig:
     # gets right weigh less, the hard ones more
     focal_gamma: float = 0.0
     # > 0: cross-entropy plus this weight x the AUC-margin square loss over the batch's (pneumonia, normal)
-    # pairs, a loss on the ranking itself (training/auc_margin.py)
+    # pairs, a loss on the ranking itself (training/losses/auc_margin.py)
     auc_margin_weight: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mix pairs of films in each batch, weight ~ Beta(alpha, alpha)
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship Adam's moving average of the weights
@@ -70,7 +70,7 @@ class TrainConfig:
     # about twice as often, each time augmented anew) instead of weighing the classes in the loss.
     balanced_sampling: bool = False
     # > 0: every batch shows each of its films twice, framed independently, and the loss adds this weight
-    # x the divergence between the two answers (training/consistency.py)
+    # x the divergence between the two answers (training/losses/consistency.py)
     consistency_weight: float = 0.0
     framing_balance: bool = False  # weigh films so framing cannot predict the class (training/weights/framing.py)
     # != 1: a `NORMAL2-` normal film weighs this much against an `IM-` normal film, the normal class's

@@ -17,8 +17,8 @@ import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig, Preprocessor, to_batch
 from training.augment import AugmentConfig, augment
-from training.consistency import paired_views
 from training.data import Sample, read_split_list
+from training.losses.consistency import paired_views
 from training.model import PROBABILITY_OUTPUT, SUBTYPE_OUTPUT
 
 
@@ -74,7 +74,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.subtypes = subtypes
         self.balanced_sampling = balanced_sampling
         # paired: each batch is half as many films, each twice, augmented independently, in the layout the
-        # consistency loss reads (training/consistency.py; TrainConfig refuses what would break the pairs).
+        # consistency loss reads (training/losses/consistency.py; TrainConfig refuses what would break the pairs).
         # An epoch still shows every film, in twice the steps.
         self.paired = paired
         self.films_per_batch = batch_size // 2 if paired else batch_size

@@ -176,7 +176,7 @@ RECIPES: dict[str, dict] = {
         "preprocessing": PreprocessConfig(border_crop=0.95, clahe_tile_grid=4),
     },
     # same_pool_normal_crops, asked to give both of two independently framed views of a film the same answer
-    # (Jensen-Shannon divergence x 10, as AugMix weighs it x 12; training/consistency.py). Batches hold 16
+    # (Jensen-Shannon divergence x 10, as AugMix weighs it x 12; training/losses/consistency.py). Batches hold 16
     # films twice, so an epoch takes twice the steps: 20 epochs make the shipped recipe's 40 epochs of
     # steps, views and compute.
     "same_pool_normal_crops_consistency": {
@@ -200,7 +200,7 @@ RECIPES: dict[str, dict] = {
     # less over-confident (Mukhoti et al. 2020).
     "same_pool_normal_crops_focal2": {**_SAME_POOL_NORMAL_CROPS, "focal_gamma": 2.0},
     # same_pool_normal_crops with a loss on the ranking itself: cross-entropy plus the AUC-margin square loss
-    # over each batch's (pneumonia, normal) pairs, weight 1 (Yuan et al. 2021; training/auc_margin.py). The
+    # over each batch's (pneumonia, normal) pairs, weight 1 (Yuan et al. 2021; training/losses/auc_margin.py). The
     # shortfall on test_dev is in the ranking (misordered pairs), which cross-entropy only reaches indirectly.
     "same_pool_normal_crops_auc_margin": {**_SAME_POOL_NORMAL_CROPS, "auc_margin_weight": 1.0},
     # same_pool_normal_crops with anti-aliased pools (a stride-1 max, then a fixed blur at stride 2): a max

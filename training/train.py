@@ -22,9 +22,7 @@ import numpy as np
 
 from app.imaging.preprocess import PreprocessConfig
 from training import calibration, metrics
-from training.auc_margin import AUCMarginLoss
 from training.config import TrainConfig
-from training.consistency import PairedConsistencyLoss
 from training.data import (
     SUBTYPE_NAMES,
     Sample,
@@ -42,6 +40,7 @@ from training.dataset import (
     model_targets,
     validation_films,
 )
+from training.losses import new_loss
 from training.model import (
     LOGIT_LAYER,
     PROBABILITY_OUTPUT,
@@ -232,17 +231,6 @@ def new_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True, **ema)
     return keras.optimizers.Adam(config.learning_rate, **ema)
-
-
-def new_loss(config: TrainConfig) -> keras.losses.Loss:
-    """The classifier's loss: cross-entropy, focal, or with a consistency or ranking term, as the config asks."""
-    if config.auc_margin_weight > 0:
-        return AUCMarginLoss(config.auc_margin_weight, label_smoothing=config.label_smoothing)
-    if config.consistency_weight > 0:
-        return PairedConsistencyLoss(config.consistency_weight, label_smoothing=config.label_smoothing)
-    if config.focal_gamma > 0:
-        return keras.losses.BinaryFocalCrossentropy(gamma=config.focal_gamma, label_smoothing=config.label_smoothing)
-    return keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
 
 
 def architecture(config: TrainConfig) -> dict:

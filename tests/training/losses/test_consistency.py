@@ -10,8 +10,8 @@ from app.imaging.preprocess import PreprocessConfig
 from tests.conftest import needs_shared
 from training.augment import AugmentConfig
 from training.config import TrainConfig
-from training.consistency import PairedConsistencyLoss
 from training.dataset import AugmentedBatches, PairedValidation
+from training.losses.consistency import PairedConsistencyLoss
 
 
 def _loss(weight: float, labels, probabilities) -> float:

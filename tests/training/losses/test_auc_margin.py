@@ -11,10 +11,11 @@ import pytest
 
 from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
-from training.auc_margin import AUCMarginLoss
 from training.config import TrainConfig
 from training.export import build_card
-from training.train import new_loss, train
+from training.losses import new_loss
+from training.losses.auc_margin import AUCMarginLoss
+from training.train import train
 
 
 def _cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
 from training.export import build_card
-from training.train import new_loss, train
+from training.losses import new_loss
+from training.train import train
 
 
 def _per_film(loss: keras.losses.Loss, labels, probabilities) -> np.ndarray:
