@@ -118,12 +118,10 @@ class TrainConfig:
             raise ValueError("label_smoothing must be in [0, 0.5)")
         if self.focal_gamma < 0:
             raise ValueError("focal_gamma must be >= 0")
-        if self.focal_gamma > 0 and self.consistency_weight > 0:
-            raise ValueError("focal_gamma and consistency_weight are two losses: use one or the other")
         if self.auc_margin_weight < 0:
             raise ValueError("auc_margin_weight must be >= 0")
-        if self.auc_margin_weight > 0 and (self.focal_gamma > 0 or self.consistency_weight > 0):
-            raise ValueError("auc_margin_weight, focal_gamma and consistency_weight are three losses: use one")
+        if sum(v > 0 for v in (self.focal_gamma, self.consistency_weight, self.auc_margin_weight)) > 1:
+            raise ValueError("focal_gamma, consistency_weight and auc_margin_weight each set the loss: use one")
         if self.auc_margin_weight > 0 and self.mixup_alpha > 0:
             raise ValueError("auc_margin_weight pairs films by class: mixup's blended labels have none")
         if self.normalization not in ("none", "batch"):

@@ -84,7 +84,7 @@ def test_the_option_builds_the_loss_and_is_refused_beside_another_loss_or_mixup(
     with pytest.raises(ValueError, match="auc_margin_weight must be >= 0"):
         TrainConfig(auc_margin_weight=-1.0)
     for other in ({"focal_gamma": 2.0}, {"consistency_weight": 1.0}):
-        with pytest.raises(ValueError, match="three losses"):
+        with pytest.raises(ValueError, match="each set the loss"):
             TrainConfig(auc_margin_weight=1.0, **other)
     with pytest.raises(ValueError, match="mixup"):
         TrainConfig(auc_margin_weight=1.0, mixup_alpha=0.2)

@@ -35,7 +35,7 @@ def test_focal_loss_is_cross_entropy_scaled_by_how_wrong_the_answer_is(tmp_path)
 def test_focal_gamma_is_refused_when_negative_or_beside_the_consistency_loss():
     with pytest.raises(ValueError, match="focal_gamma must be >= 0"):
         TrainConfig(focal_gamma=-1.0)
-    with pytest.raises(ValueError, match="use one or the other"):
+    with pytest.raises(ValueError, match="each set the loss"):
         TrainConfig(focal_gamma=2.0, consistency_weight=1.0)
 
 
