@@ -1,21 +1,16 @@
 """The `auc_margin_weight` option: cross-entropy plus the squared margin shortfall of the batch's (pneumonia,
-normal) pairs, what the config refuses, and that a run resumes with the loss and its card records it."""
+normal) pairs, and what the config refuses (resuming: test_loss_options_resume.py)."""
 
 from __future__ import annotations
-
-import json
 
 import keras
 import numpy as np
 import pytest
 
-from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
-from training.export import build_card
 from training.losses import new_loss
 from training.losses.auc_margin import AUCMarginLoss
-from training.train import train
 
 
 def _cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -88,22 +83,3 @@ def test_the_option_builds_the_loss_and_is_refused_beside_another_loss_or_mixup(
             TrainConfig(auc_margin_weight=1.0, **other)
     with pytest.raises(ValueError, match="mixup"):
         TrainConfig(auc_margin_weight=1.0, mixup_alpha=0.2)
-
-
-@needs_shared
-def test_a_ranking_run_resumes_with_its_loss_and_its_card_records_the_weight(tmp_path):
-    config = tiny_config(tmp_path / "run", epochs=2, auc_margin_weight=1.0)
-    train(config, session_epochs=1)
-    resumed = keras.models.load_model(config.out / "last.keras")
-    assert isinstance(resumed.loss, AUCMarginLoss) and resumed.loss.weight == 1.0
-    assert train(config)["epochs_run"] == 2
-
-    run = json.loads((config.out / "run.json").read_text())
-
-    def card_weight() -> float:
-        card = build_card(run, config.preprocessing, resumed, 17, "0" * 64, "0" * 64, {})
-        return card["hyperparameters"]["auc_margin_weight"]
-
-    assert card_weight() == 1.0
-    del run["config"]["auc_margin_weight"]  # a run recorded before the option trained with cross-entropy alone
-    assert card_weight() == 0.0

@@ -1,20 +1,14 @@
-"""The `focal_gamma` option: the loss it builds, what it refuses, that a focal run resumes with it and that
-the card records it."""
+"""The `focal_gamma` option: the loss it builds and what it refuses (resuming: test_loss_options_resume.py)."""
 
 from __future__ import annotations
-
-import json
 
 import keras
 import numpy as np
 import pytest
 
-from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
-from training.export import build_card
 from training.losses import new_loss
-from training.train import train
 
 
 def _per_film(loss: keras.losses.Loss, labels, probabilities) -> np.ndarray:
@@ -37,22 +31,3 @@ def test_focal_gamma_is_refused_when_negative_or_beside_the_consistency_loss():
         TrainConfig(focal_gamma=-1.0)
     with pytest.raises(ValueError, match="each set the loss"):
         TrainConfig(focal_gamma=2.0, consistency_weight=1.0)
-
-
-@needs_shared
-def test_a_focal_run_resumes_with_its_loss(tmp_path):
-    config = tiny_config(tmp_path / "run", epochs=2, focal_gamma=2.0)
-    train(config, session_epochs=1)
-    resumed = keras.models.load_model(config.out / "last.keras")
-    assert isinstance(resumed.loss, keras.losses.BinaryFocalCrossentropy) and resumed.loss.gamma == 2.0
-    assert train(config)["epochs_run"] == 2
-
-    run = json.loads((config.out / "run.json").read_text())
-
-    def card_gamma() -> float:
-        card = build_card(run, config.preprocessing, resumed, 17, "0" * 64, "0" * 64, {})
-        return card["hyperparameters"]["focal_gamma"]
-
-    assert card_gamma() == 2.0  # the card says which loss trained the model
-    del run["config"]["focal_gamma"]  # a run recorded before the option trained with cross-entropy
-    assert card_gamma() == 0.0
