@@ -32,9 +32,7 @@ def _member_logit(member: keras.Model, inputs: keras.KerasTensor, prefix: str) -
         return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
 
     clone = keras.models.clone_model(to_logit, input_tensors=inputs, clone_function=renamed)
-    for layer in to_logit.layers:
-        if not isinstance(layer, keras.layers.InputLayer):
-            clone.get_layer(prefix + layer.name).set_weights(layer.get_weights())
+    clone.set_weights(to_logit.get_weights())  # the clone's layers come in the member's order
     return clone.outputs[0]
 
 

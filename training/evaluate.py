@@ -53,13 +53,12 @@ def roc_auc_by_patient_film_count(names: list[str], labels: np.ndarray, probs: n
     labels, probs = np.asarray(labels).astype(int), np.asarray(probs)
     films_of = Counter(patient_id(name) for name, label in zip(names, labels, strict=True) if label == 1)
     several = np.array([films_of[patient_id(name)] > 1 for name in names])
-    normal = labels == 0
+    normal, pneumonia = labels == 0, labels == 1
     report = {}
-    for key, group in (("one_film", ~several), ("several_films", several)):
-        keep = normal | ((labels == 1) & group)
-        pneumonia = int(((labels == 1) & group).sum())
-        report[key] = {"pneumonia_films": pneumonia,
-                       "roc_auc": metrics.roc_auc(labels[keep], probs[keep]) if pneumonia and normal.any() else None}
+    for key, group in (("one_film", pneumonia & ~several), ("several_films", pneumonia & several)):
+        keep = normal | group
+        report[key] = {"pneumonia_films": int(group.sum()),
+                       "roc_auc": metrics.roc_auc(labels[keep], probs[keep]) if group.any() and normal.any() else None}
     return report
 
 

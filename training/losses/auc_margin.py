@@ -18,36 +18,31 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from training.losses.cross_entropy_plus import CrossEntropyPlus
+
 MARGIN = 1.0  # LibAUC's default: on probabilities in [0, 1] every pair short of a full gap is pulled
 
 
 @keras.saving.register_keras_serializable(package="training")
-class AUCMarginLoss(keras.losses.Loss):
+class AUCMarginLoss(CrossEntropyPlus):
     """Binary cross-entropy of each film plus `weight` x its mean squared margin shortfall against the batch's
     films of the other class (0 for a film with none)."""
 
     def __init__(self, weight: float, margin: float = MARGIN, label_smoothing: float = 0.0,
                  name: str = "auc_margin", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.weight = float(weight)
+        super().__init__(weight, label_smoothing, name=name, **kwargs)
         self.margin = float(margin)
-        self.label_smoothing = float(label_smoothing)
 
-    def call(self, y_true, y_pred):
-        y_pred = ops.reshape(y_pred, (-1, 1))
-        y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), (-1, 1))
-        bce = keras.losses.binary_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
-        positive = ops.cast(y_true[:, 0] > 0.5, y_pred.dtype)
-        p = y_pred[:, 0]
+    def batch_term(self, labels, probabilities):
+        positive = ops.cast(labels > 0.5, probabilities.dtype)
         # gap[i, j] = p_i - p_j; a pair (i pneumonia, j normal) wants gap >= margin
-        gap = p[:, None] - p[None, :]
+        gap = probabilities[:, None] - probabilities[None, :]
         shortfall = ops.square(ops.relu(self.margin - gap))
         pair = positive[:, None] * (1.0 - positive[None, :])  # i pneumonia, j normal
         # a pneumonia film i: its pairs are row i; a normal film j: its pairs are column j
         as_positive = ops.sum(shortfall * pair, axis=1) / ops.maximum(ops.sum(pair, axis=1), 1.0)
         as_negative = ops.sum(shortfall * pair, axis=0) / ops.maximum(ops.sum(pair, axis=0), 1.0)
-        return bce + self.weight * (as_positive + as_negative)
+        return as_positive + as_negative
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "weight": self.weight, "margin": self.margin,
-                "label_smoothing": self.label_smoothing}
+        return {**super().get_config(), "margin": self.margin}

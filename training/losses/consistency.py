@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from training.losses.cross_entropy_plus import CrossEntropyPlus
+
 _EPS = 1e-7
 
 
@@ -29,7 +31,7 @@ def _bernoulli_kl(p, q):
 
 
 @keras.saving.register_keras_serializable(package="training")
-class PairedConsistencyLoss(keras.losses.Loss):
+class PairedConsistencyLoss(CrossEntropyPlus):
     """Binary cross-entropy of each view, plus `weight` x the Jensen-Shannon divergence of its pair.
 
     The batch must hold [view A of n films, view B of the same n films]. Each view's own term is
@@ -38,18 +40,10 @@ class PairedConsistencyLoss(keras.losses.Loss):
     """
 
     def __init__(self, weight: float, label_smoothing: float = 0.0, name: str = "paired_consistency", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.weight = float(weight)
-        self.label_smoothing = float(label_smoothing)
+        super().__init__(weight, label_smoothing, name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
-        y_pred = ops.reshape(y_pred, (-1, 1))
-        y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), (-1, 1))
-        bce = keras.losses.binary_crossentropy(y_true, y_pred, label_smoothing=self.label_smoothing)
-        p = ops.clip(y_pred[:, 0], _EPS, 1.0 - _EPS)
+    def batch_term(self, labels, probabilities):
+        p = ops.clip(probabilities, _EPS, 1.0 - _EPS)
         half = ops.shape(p)[0] // 2
         partner = ops.concatenate([p[half:], p[:half]])
-        return bce + self.weight * _bernoulli_kl(p, 0.5 * (p + partner))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "weight": self.weight, "label_smoothing": self.label_smoothing}
+        return _bernoulli_kl(p, 0.5 * (p + partner))
