@@ -61,6 +61,9 @@ class TrainConfig:
     # > 0: cross-entropy plus this weight x the AUC-margin square loss over the batch's (pneumonia, normal)
     # pairs, a loss on the ranking itself (training/losses/auc_margin.py)
     auc_margin_weight: float = 0.0
+    # > 0: generalized cross-entropy (Zhang & Sabuncu 2018), (1 - p_true ** q) / q with q = gce_q: a film the
+    # model firmly disagrees with (perhaps mislabelled) weighs less (training/losses/generalized_ce.py)
+    gce_q: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mix pairs of films in each batch, weight ~ Beta(alpha, alpha)
     ema_momentum: float = 0.0  # > 0: validate, checkpoint and ship Adam's moving average of the weights
     # > 0: also learn normal / bacterial / viral (from the file names) through an auxiliary head with
@@ -120,8 +123,12 @@ class TrainConfig:
             raise ValueError("focal_gamma must be >= 0")
         if self.auc_margin_weight < 0:
             raise ValueError("auc_margin_weight must be >= 0")
-        if sum(v > 0 for v in (self.focal_gamma, self.consistency_weight, self.auc_margin_weight)) > 1:
-            raise ValueError("focal_gamma, consistency_weight and auc_margin_weight each set the loss: use one")
+        if not 0.0 <= self.gce_q <= 1.0:
+            raise ValueError("gce_q must be in [0, 1]")
+        losses = (self.focal_gamma, self.consistency_weight, self.auc_margin_weight, self.gce_q)
+        if sum(v > 0 for v in losses) > 1:
+            raise ValueError(
+                "focal_gamma, consistency_weight, auc_margin_weight and gce_q each set the loss: use one")
         if self.auc_margin_weight > 0 and self.mixup_alpha > 0:
             raise ValueError("auc_margin_weight pairs films by class: mixup's blended labels have none")
         if self.normalization not in ("none", "batch"):

@@ -179,7 +179,7 @@ def build_card(
         "hyperparameters": {k: trained[k] for k in (
             "epochs", "batch_size", "learning_rate", "min_learning_rate", "warmup_epochs", "optimizer",
             "weight_decay", "val_fraction", "seed", "split_seed", "recipe", "label_smoothing", "focal_gamma",
-            "auc_margin_weight", "mixup_alpha", "ema_momentum", "subtype_weight", "consistency_weight",
+            "auc_margin_weight", "gce_q", "mixup_alpha", "ema_momentum", "subtype_weight", "consistency_weight",
             "balanced_sampling", "framing_balance", "normal2_weight", "patient_weight_power", "min_sensitivity",
             "augmentation")},
         "training": {k: run.get(k) for k in ("epochs_run", "best_epoch", "fit_seconds", "total_seconds", "cpu_count")},

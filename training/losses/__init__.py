@@ -5,6 +5,9 @@ a term over pairs of films in the batch, so each needs the batch laid out or lab
 - `auc_margin`: each (pneumonia, normal) pair asked for a margin between its probabilities
   (`TrainConfig.auc_margin_weight`).
 
+Generalized cross-entropy (`TrainConfig.gce_q`) replaces cross-entropy for each film, with less pull from
+the films the model firmly disagrees with.
+
 The exported model is the same plain classifier whichever loss trained it.
 """
 
@@ -15,10 +18,14 @@ import keras
 from training.config import TrainConfig
 from training.losses.auc_margin import AUCMarginLoss
 from training.losses.consistency import PairedConsistencyLoss
+from training.losses.generalized_ce import GeneralizedCrossEntropy
 
 
 def new_loss(config: TrainConfig) -> keras.losses.Loss:
-    """The classifier's loss: cross-entropy, focal, or with a consistency or ranking term, as the config asks."""
+    """The classifier's loss: cross-entropy, focal, generalized, or with a consistency or ranking term, as the
+    config asks."""
+    if config.gce_q > 0:
+        return GeneralizedCrossEntropy(config.gce_q, label_smoothing=config.label_smoothing)
     if config.auc_margin_weight > 0:
         return AUCMarginLoss(config.auc_margin_weight, label_smoothing=config.label_smoothing)
     if config.consistency_weight > 0:

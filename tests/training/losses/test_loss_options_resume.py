@@ -1,4 +1,4 @@
-"""A run trained with a loss option resumes with that loss, and its card records the option (0 for a run
+"""A run trained with a loss option (focal, AUC-margin, generalized cross-entropy) resumes with that loss, and its card records the option (0 for a run
 recorded before the option existed, which trained with cross-entropy)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from tests.conftest import needs_shared
 from tests.training.test_resume import tiny_config
 from training.export import build_card
 from training.losses.auc_margin import AUCMarginLoss
+from training.losses.generalized_ce import GeneralizedCrossEntropy
 from training.train import train
 
 
@@ -19,6 +20,7 @@ from training.train import train
 @pytest.mark.parametrize(("option", "value", "loss_class", "attribute"), [
     ("focal_gamma", 2.0, keras.losses.BinaryFocalCrossentropy, "gamma"),
     ("auc_margin_weight", 1.0, AUCMarginLoss, "weight"),
+    ("gce_q", 0.7, GeneralizedCrossEntropy, "q"),
 ])
 def test_a_run_resumes_with_its_loss_and_its_card_records_the_option(tmp_path, option, value, loss_class, attribute):
     config = tiny_config(tmp_path / "run", epochs=2, **{option: value})
