@@ -1,6 +1,6 @@
 """A run trained with a loss option (focal, AUC-margin, generalized cross-entropy) resumes with that loss,
-and its card records the option (0 for a run
-recorded before the option existed, which trained with cross-entropy)."""
+and its card records the option (0 for a run recorded before the option existed, which trained with
+cross-entropy)."""
 
 from __future__ import annotations
 
