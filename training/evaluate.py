@@ -49,7 +49,7 @@ def ranking_errors(names: list[str], labels: np.ndarray, probs: np.ndarray, top:
 def roc_auc_by_patient_film_count(names: list[str], labels: np.ndarray, probs: np.ndarray) -> dict:
     """ROC AUC of all normal films against the pneumonia films of patients with one film in the split, then
     against those of patients with several (by `training.data.patient_id`). On `test_dev` the one-film patients'
-    films rank worse in every model (STUDY.md tables 22-27, "single / multi")."""
+    films rank worse in every model (STUDY.md tables 22-28, "single / multi")."""
     labels, probs = np.asarray(labels).astype(int), np.asarray(probs)
     films_of = Counter(patient_id(name) for name, label in zip(names, labels, strict=True) if label == 1)
     several = np.array([films_of[patient_id(name)] > 1 for name in names])
