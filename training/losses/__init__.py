@@ -1,12 +1,12 @@
-"""The classifier's training losses. Cross-entropy and focal loss are Keras' own; the two written here add
-a term over pairs of films in the batch, so each needs the batch laid out or labelled as it expects:
+"""The classifier's training losses. Cross-entropy and focal loss are Keras' own. Two written here add a
+term over pairs of films in the batch, so each needs the batch laid out or labelled as it expects:
 
 - `consistency`: two framings of each film, asked for the same answer (`TrainConfig.consistency_weight`);
 - `auc_margin`: each (pneumonia, normal) pair asked for a margin between its probabilities
   (`TrainConfig.auc_margin_weight`).
 
-Generalized cross-entropy (`TrainConfig.gce_q`) replaces cross-entropy for each film, with less pull from
-the films the model firmly disagrees with.
+A third, `generalized_ce` (`TrainConfig.gce_q`), replaces each film's cross-entropy with a loss on which the
+films the model firmly disagrees with pull less.
 
 The exported model is the same plain classifier whichever loss trained it.
 """
