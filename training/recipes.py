@@ -204,7 +204,7 @@ RECIPES: dict[str, dict] = {
     # shortfall on test_dev is in the ranking (misordered pairs), which cross-entropy only reaches indirectly.
     # Table 27, six seeds: ensembles 0.986 / 0.985 against the shipped recipe's 0.988 / 0.985. Rejected.
     "same_pool_normal_crops_auc_margin": {**_SAME_POOL_NORMAL_CROPS, "auc_margin_weight": 1.0},
-    # same_pool_normal_crops with generalized cross-entropy, q 0.7 (Zhang & Sabuncu 2018; training/losses/
+    # same_pool_normal_crops with generalized cross-entropy at the paper's q 0.7 (Zhang & Sabuncu 2018; training/losses/
     # generalized_ce.py): a film the model firmly disagrees with pulls less, as a mislabelled one should. The same
     # few films lose most misordered test_dev pairs whatever the recipe (SHIFT.md section 5); films as doubtful in
     # train would spend the fit on the wrong cue. Table 28: fitted too slowly; stopped at epoch 25 (ensemble 0.981).

@@ -16,14 +16,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-Q = 0.7  # the paper's value for its noisy-label benchmarks
-
 
 @keras.saving.register_keras_serializable(package="training")
 class GeneralizedCrossEntropy(keras.losses.Loss):
     """(1 - p_true ** q) / q for each film, p_true its probability of its own label."""
 
-    def __init__(self, q: float = Q, label_smoothing: float = 0.0, name: str = "generalized_ce", **kwargs):
+    def __init__(self, q: float, label_smoothing: float = 0.0, name: str = "generalized_ce", **kwargs):
         super().__init__(name=name, **kwargs)
         if not 0.0 < q <= 1.0:
             raise ValueError("q must be in (0, 1]")

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.training.losses.batch_loss import batch_loss as _loss
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
 from training.losses import new_loss
@@ -25,12 +26,6 @@ def _per_film_ranking(labels: np.ndarray, probabilities: np.ndarray, margin: flo
         gaps = [(p - probabilities[j]) if label == 1 else (probabilities[j] - p) for j in others]
         terms.append(np.mean([max(0.0, margin - g) ** 2 for g in gaps]) if others else 0.0)
     return np.asarray(terms)
-
-
-def _loss(loss: keras.losses.Loss, labels, probabilities, weights=None) -> float:
-    y = np.asarray(labels, np.float32)[:, None]
-    p = np.asarray(probabilities, np.float32)[:, None]
-    return float(loss(y, p, sample_weight=None if weights is None else np.asarray(weights, np.float32)))
 
 
 def test_pairs_ordered_by_the_margin_cost_only_the_cross_entropy():

@@ -8,6 +8,7 @@ import pytest
 
 from app.imaging.preprocess import PreprocessConfig
 from tests.conftest import needs_shared
+from tests.training.losses.batch_loss import batch_loss
 from training.augment import AugmentConfig
 from training.config import TrainConfig
 from training.dataset import AugmentedBatches, PairedValidation
@@ -15,9 +16,7 @@ from training.losses.consistency import PairedConsistencyLoss
 
 
 def _loss(weight: float, labels, probabilities) -> float:
-    y = np.asarray(labels, np.float32)
-    p = np.asarray(probabilities, np.float32)[:, None]
-    return float(PairedConsistencyLoss(weight)(y, p))
+    return batch_loss(PairedConsistencyLoss(weight), labels, probabilities)
 
 
 def test_views_that_agree_cost_only_the_cross_entropy():

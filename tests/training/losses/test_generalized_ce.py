@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.training.losses.batch_loss import batch_loss, p_true
 from tests.training.test_resume import tiny_config
 from training.config import TrainConfig
 from training.losses import new_loss
@@ -17,19 +18,13 @@ LABELS = np.array([1, 0, 1, 0, 1, 1], np.float32)
 PROBABILITIES = np.array([0.9, 0.2, 0.3, 0.95, 0.6, 0.05], np.float32)
 
 
-def _loss(loss: keras.losses.Loss, labels=LABELS, probabilities=PROBABILITIES, weights=None) -> float:
-    y = np.asarray(labels, np.float32)[:, None]
-    p = np.asarray(probabilities, np.float32)[:, None]
-    return float(loss(y, p, sample_weight=None if weights is None else np.asarray(weights, np.float32)))
-
-
-def _p_true(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    return np.where(labels == 1, probabilities, 1 - probabilities)
+def _loss(loss: keras.losses.Loss, weights=None) -> float:
+    return batch_loss(loss, LABELS, PROBABILITIES, weights)
 
 
 def test_each_film_costs_one_minus_its_probability_of_its_label_to_the_q_over_q_weighted_by_its_class():
     weights = np.where(LABELS == 0, 3.0, 1.0)
-    per_film = (1 - _p_true(LABELS, PROBABILITIES) ** 0.7) / 0.7
+    per_film = (1 - p_true(LABELS, PROBABILITIES) ** 0.7) / 0.7
     expected = np.sum(weights * per_film) / len(LABELS)  # Keras: the weighted sum over the batch size
     assert _loss(GeneralizedCrossEntropy(0.7), weights=weights) == pytest.approx(expected, rel=1e-5)
 
@@ -49,7 +44,7 @@ def test_a_film_the_model_firmly_disagrees_with_pulls_p_true_to_the_q_times_less
         return tape.gradient(value, logits).numpy()[:, 0]
 
     ratio = logit_gradients(GeneralizedCrossEntropy(0.7)) / logit_gradients(keras.losses.BinaryCrossentropy())
-    assert ratio == pytest.approx(_p_true(LABELS, PROBABILITIES) ** 0.7, rel=1e-3)
+    assert ratio == pytest.approx(p_true(LABELS, PROBABILITIES) ** 0.7, rel=1e-3)
     assert ratio[-1] < 0.15  # the pneumonia film at 0.05 pulls a seventh of what cross-entropy would
 
 
